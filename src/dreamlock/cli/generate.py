@@ -1,0 +1,30 @@
+"""`dreamlock generate RUN_OR_MODEL --prompt ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dreamlock.cli import app
+from dreamlock.cli.common import console, run_api
+
+
+@app.command(help="Generate images from a trained run or any model folder.")
+def generate(
+    run_or_model: str = typer.Argument(..., help="a run folder from `dreamlock train`, or a model"),
+    prompt: list[str] = typer.Option(..., "--prompt", "-p", help="prompt ({trigger}/{class_word} are filled in); repeatable"),
+    n: int = typer.Option(4, "-n", help="images per prompt"),
+    seed: int = typer.Option(0, help="first seed; image i uses seed+i"),
+    steps: int = typer.Option(30, help="sampling steps"),
+    guidance: float = typer.Option(7.5, help="classifier-free guidance scale"),
+    lora_scale: float = typer.Option(1.0, help="LoRA strength"),
+    negative_prompt: Optional[str] = typer.Option(None, help="negative prompt"),
+    out: Path = typer.Option(Path("generated"), help="output folder"),
+    grid: bool = typer.Option(False, "--grid", help="also write one grid per prompt"),
+) -> None:
+    from dreamlock.generate import generate as generate_api
+
+    files = run_api(lambda: generate_api(run_or_model, prompt, n, seed, steps, guidance, lora_scale, out, grid, negative_prompt))
+    console.print(f"[green]done:[/] {len(files)} file(s) in {out}")

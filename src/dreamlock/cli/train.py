@@ -1,0 +1,46 @@
+"""`dreamlock train [CONFIG.toml] [--set key=value ...] [flags]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dreamlock.cli import app
+from dreamlock.cli.common import console, run_api
+
+
+@app.command(help="Train a run: DreamBooth full fine-tune, LoRA, textual inversion or pivotal tuning.")
+def train(
+    config: Optional[Path] = typer.Argument(None, help="TOML config (keys as in diffusers' DreamBooth scripts)"),
+    set_: list[str] = typer.Option([], "--set", help="override a key: --set learning_rate=1e-4"),
+    base: Optional[str] = typer.Option(None, help="base model: diffusers folder, .safetensors file or hub id"),
+    base_config: Optional[str] = typer.Option(None, help="diffusers folder with the config of a single-file base"),
+    allow_pickle: Optional[bool] = typer.Option(None, "--allow-pickle", help="allow a pickled .ckpt base (runs code!)"),
+    data: Optional[Path] = typer.Option(None, help="folder of instance images (+ .txt captions)"),
+    output: Optional[Path] = typer.Option(None, help="run folder to write"),
+    method: Optional[str] = typer.Option(None, help="full | lora | ti | pivotal"),
+    class_word: Optional[str] = typer.Option(None, help="the subject's class, e.g. dog"),
+    trigger: Optional[str] = typer.Option(None, help="the identifier word, e.g. sks"),
+    prior_preservation: Optional[bool] = typer.Option(None, "--prior-preservation/--no-prior-preservation"),
+    steps: Optional[int] = typer.Option(None, help="max_train_steps"),
+    resume: Optional[str] = typer.Option(None, help="'latest' or a checkpoint folder"),
+) -> None:
+    from dreamlock.config import load_config
+    from dreamlock.train.api import train as train_api
+    from dreamlock.train.config import TrainConfig
+
+    flags = {
+        "base": base, "base_config": base_config, "allow_pickle": allow_pickle, "data": data, "output": output,
+        "method": method, "class_word": class_word, "trigger": trigger,
+        "with_prior_preservation": prior_preservation, "max_train_steps": steps, "resume": resume,
+    }
+    flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
+
+    def go():
+        cfg = load_config(TrainConfig, config, flags, set_)
+        return train_api(cfg)
+
+    run_dir = run_api(go)
+    console.print(f"[green]done:[/] run written to {run_dir}")

@@ -1,0 +1,71 @@
+"""Build a small CLIP tokenizer offline from a word list.
+
+A CLIP tokenizer needs a ``vocab.json`` and a ``merges.txt``. A ``merges.txt`` holding only its
+header makes CLIPTokenizer fall back to single characters, so we train a real BPE with the
+``tokenizers`` library on the word list until every word is one token. Single characters (with and
+without the end-of-word marker) stay in the vocabulary, so any other word still tokenizes.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+from typing import Iterable
+
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+EOW = "</w>"
+
+
+def _train_bpe(words: list[str]) -> tuple[dict[str, int], list[str]]:
+    tok = Tokenizer(models.BPE(end_of_word_suffix=EOW))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=100_000,  # upper bound: training stops when every word is one token
+        min_frequency=1,
+        special_tokens=[],
+        end_of_word_suffix=EOW,
+        show_progress=False,
+    )
+    tok.train_from_iterator(words, trainer=trainer)
+    state = json.loads(tok.to_str())["model"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in state["merges"]]
+    return state["vocab"], merges
+
+
+def build_clip_tokenizer(words: Iterable[str], out_dir: Path, max_length: int = 16) -> Path:
+    """Write a CLIPTokenizer (vocab.json, merges.txt, configs) to ``out_dir`` and return it.
+
+    Every word in ``words`` becomes a single token; characters a-z and 0-9 are always present so
+    unseen words split into characters instead of becoming unknown.
+    """
+    words = sorted({w.lower() for w in words if w.strip()})
+    vocab, merges = _train_bpe(words)
+    ordered = sorted(vocab, key=vocab.get)
+    for ch in string.ascii_lowercase + string.digits + string.punctuation:
+        for token in (ch, ch + EOW):
+            if token not in vocab:
+                ordered.append(token)
+                vocab[token] = -1
+    ordered += [BOS, EOS]
+    final = {token: i for i, token in enumerate(ordered)}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "vocab.json").write_text(json.dumps(final, ensure_ascii=False))
+    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": max_length,
+        "bos_token": BOS,
+        "eos_token": EOS,
+        "unk_token": EOS,
+        "pad_token": EOS,
+        "do_lower_case": True,
+    }
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    return out_dir

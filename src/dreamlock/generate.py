@@ -1,0 +1,95 @@
+"""`dreamlock generate`: images from a trained run (full, LoRA, TI, pivotal) or any model folder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from diffusers import DPMSolverMultistepScheduler
+from PIL import Image
+from rich.progress import Progress
+
+from dreamlock.errors import UserError
+from dreamlock.grid import make_grid
+from dreamlock.pipelines import load_pipeline
+from dreamlock.runs import RunInfo
+
+
+class Generator:
+    """A loaded pipeline plus what the run knows: trigger, class word, learned tokens."""
+
+    def __init__(self, pipe, info: RunInfo | None):
+        self.pipe = pipe
+        self.info = info
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+
+    @property
+    def trigger(self) -> str | None:
+        return self.info.trigger if self.info else None
+
+    @property
+    def class_word(self) -> str | None:
+        return self.info.class_word if self.info else None
+
+    def rewrite(self, prompt: str) -> str:
+        """Fill {trigger}/{class_word}; for TI runs map the trigger word to the learned token."""
+        prompt = prompt.replace("{trigger}", self.trigger or "").replace("{class_word}", self.class_word or "")
+        if self.info and self.info.tokens and self.trigger:
+            prompt = re.sub(rf"(?<![\w<]){re.escape(self.trigger)}(?![\w>])", self.info.tokens[0], prompt)
+        return re.sub(r"\s+", " ", prompt).strip()
+
+    @torch.no_grad()
+    def images(self, prompt: str, seeds: list[int], steps: int = 30, guidance: float = 7.5,
+               negative_prompt: str | None = None, batch_size: int = 8) -> list[Image.Image]:
+        """One image per seed, in seed order (each seed gives the same image in any batch)."""
+        out: list[Image.Image] = []
+        text = self.rewrite(prompt)
+        for start in range(0, len(seeds), batch_size):
+            part = seeds[start:start + batch_size]
+            gens = [torch.Generator().manual_seed(s) for s in part]
+            neg = [negative_prompt] * len(part) if negative_prompt else None
+            out += self.pipe([text] * len(part), negative_prompt=neg, num_inference_steps=steps,
+                             guidance_scale=guidance, generator=gens).images
+        return out
+
+
+def load_generator(run_or_model: str | Path, lora_scale: float = 1.0) -> Generator:
+    """Load a run folder (or a model folder / file / hub id) ready to generate."""
+    pipe, info = load_pipeline(run_or_model, lora_scale=lora_scale)
+    return Generator(pipe, info)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "prompt"
+
+
+def generate(run_or_model: str | Path, prompts: list[str] | str, n: int = 4, seed: int = 0, steps: int = 30,
+             guidance: float = 7.5, lora_scale: float = 1.0, out: str | Path = "generated", grid: bool = False,
+             negative_prompt: str | None = None) -> list[Path]:
+    """Generate ``n`` images per prompt (seeds ``seed``..``seed+n-1``); return the written files."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts or not all(p.strip() for p in prompts):
+        raise UserError("--prompt is empty; give at least one prompt, e.g. --prompt 'a photo of sks dog on the beach'")
+    if n < 1 or steps < 1:
+        raise UserError("-n and --steps must be at least 1")
+    generator = load_generator(run_or_model, lora_scale)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    seeds = list(range(seed, seed + n))
+    with Progress(transient=True) as progress:
+        task = progress.add_task("generating", total=len(prompts) * n)
+        for i, prompt in enumerate(prompts):
+            images = generator.images(prompt, seeds, steps, guidance, negative_prompt)
+            for s, image in zip(seeds, images):
+                path = out / f"{i:02d}-{_slug(prompt)}-seed{s}.png"
+                image.save(path)
+                written.append(path)
+            if grid:
+                path = out / f"{i:02d}-{_slug(prompt)}-grid.png"
+                make_grid(images).save(path)
+                written.append(path)
+            progress.advance(task, n)
+    return written

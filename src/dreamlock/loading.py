@@ -1,0 +1,78 @@
+"""Load a base model from wherever the user keeps it: a diffusers folder, a single file, a hub id.
+
+Pickled checkpoints (.ckpt, .pt, .bin) are refused unless the user opts in with ``allow_pickle``.
+Every failure is a one-line ``UserError`` that says what to give instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from diffusers import StableDiffusionPipeline
+
+from dreamlock.errors import UserError
+
+PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin"}
+SINGLE_FILE_SUFFIXES = {".safetensors"} | PICKLE_SUFFIXES
+
+
+def _quiet_transformers() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+
+def _load_folder(path: Path, dtype: torch.dtype) -> StableDiffusionPipeline:
+    if not (path / "model_index.json").is_file():
+        raise UserError(f"{path}: not a diffusers model folder (no model_index.json); give a folder saved with save_pretrained")
+    return StableDiffusionPipeline.from_pretrained(path, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+
+
+def _load_single_file(path: Path, dtype: torch.dtype, config: str | None, allow_pickle: bool) -> StableDiffusionPipeline:
+    if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
+        raise UserError(
+            f"{path}: pickled checkpoints can run arbitrary code; convert it to .safetensors or pass --allow-pickle if you trust it"
+        )
+    if config is None:
+        raise UserError(f"{path}: a single-file model needs its config offline; pass --base-config DIR (a diffusers folder of the same architecture)")
+    try:
+        return StableDiffusionPipeline.from_single_file(
+            str(path), config=str(config), torch_dtype=dtype, local_files_only=True,
+            safety_checker=None, requires_safety_checker=False,
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{path}: cannot load as a single-file SD model ({str(e).splitlines()[0]})") from None
+
+
+def _load_hub(model_id: str, dtype: torch.dtype) -> StableDiffusionPipeline:
+    try:
+        return StableDiffusionPipeline.from_pretrained(model_id, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+    except Exception as e:  # noqa: BLE001 - hub errors come in many types
+        raise UserError(
+            f"base model '{model_id}': not a local path and could not be loaded from the hub "
+            f"({type(e).__name__}); check the id, or download it and pass the local folder"
+        ) from None
+
+
+def load_base_pipeline(
+    base: str | Path,
+    dtype: torch.dtype = torch.float32,
+    config: str | None = None,
+    allow_pickle: bool = False,
+) -> StableDiffusionPipeline:
+    """Load an SD-architecture pipeline from a local folder, a single file or a hub id."""
+    _quiet_transformers()
+    path = Path(base).expanduser()
+    if path.is_dir():
+        pipe = _load_folder(path, dtype)
+    elif path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
+        pipe = _load_single_file(path, dtype, config, allow_pickle)
+    elif path.exists():
+        raise UserError(f"{path}: not a model folder or a .safetensors file")
+    elif str(base).startswith((".", "/", "~")) or os.sep in str(base) and str(base).count("/") > 1:
+        raise UserError(f"base model not found: {base} (give a diffusers folder, a .safetensors file or a hub id)")
+    else:
+        pipe = _load_hub(str(base), dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,52 @@
+"""Pivotal tuning: textual inversion and LoRA trained together. The LoRA file and the embeddings
+file are saved side by side in the run; `export --format kohya-lora` bundles them in one file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dreamlock.methods.base import Method
+from dreamlock.methods.lora import LoRA
+from dreamlock.methods.ti import TextualInversion
+
+
+class PivotalTuning(Method):
+    name = "pivotal"
+
+    def __init__(self, adapter, config):
+        super().__init__(adapter, config)
+        self.ti = TextualInversion(adapter, config)
+        self.lora = LoRA(adapter, config)
+
+    @property
+    def trains_text_encoder(self) -> bool:
+        return True
+
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        return [self.adapter.unet, self.adapter.text_encoder]
+
+    def param_groups(self) -> list[dict]:
+        return self.lora.param_groups() + self.ti.param_groups()
+
+    def rewrite_prompt(self, prompt: str) -> str:
+        return self.ti.rewrite_prompt(prompt)
+
+    def after_optimizer_step(self) -> None:
+        self.ti.after_optimizer_step()
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return self.lora.trainable_state() | self.ti.trainable_state()
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        emb_key = "text_encoder.token_embeddings"
+        self.ti.load_trainable_state({emb_key: state[emb_key]})
+        self.lora.load_trainable_state({k: v for k, v in state.items() if k != emb_key})
+
+    def save_final(self, final_dir: Path) -> list[str]:
+        self.lora.save_final(final_dir)
+        return self.ti.save_final(final_dir)
+
+    def base_prediction(self, fn):
+        return self.lora.base_prediction(fn)

@@ -1,0 +1,1 @@
+"""Training: config, data, prior preservation, checkpoints, the loop, and the `train` API."""

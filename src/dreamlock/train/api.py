@@ -1,0 +1,108 @@
+"""`dreamlock.train(...)`: validate, load, train, save. A thin recipe over small builders."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from dreamlock.config import dump_config, validate
+from dreamlock.families import get_family
+from dreamlock.methods import build_method
+from dreamlock.runs import RunInfo, final_dir, write_run
+from dreamlock.train import checkpoint as ckpt
+from dreamlock.train.config import TrainConfig
+from dreamlock.train.data import PromptEncoder, TrainData, encode_set
+from dreamlock.train.dataset import find_images, instance_examples
+from dreamlock.train.loop import Trainer
+from dreamlock.train.precision import choose_precision
+from dreamlock.train.prior import class_images
+from dreamlock.train.validate import validate_config
+
+
+def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = choose_precision(config.mixed_precision, device_type)
+    return Accelerator(mixed_precision=precision, cpu=device_type == "cpu", log_with="tensorboard",
+                       project_dir=str(run_dir / "logs"))
+
+
+def build_data(config: TrainConfig, adapter) -> TrainData:
+    examples = instance_examples(config.data, config.trigger, config.class_word, config.instance_prompt, config.use_captions)
+    instance = encode_set(adapter, [e.image for e in examples], [e.prompt for e in examples],
+                          config.resolution, config.random_flip, label="encoding instance images")
+    klass = None
+    if config.with_prior_preservation and config.prior_mode == "class_images":
+        prompt = config.effective_class_prompt
+        paths = class_images(
+            adapter.sampling_pipeline, config.base, prompt, config.num_class_images, config.resolution,
+            config.class_data_dir, config.class_cache_dir, config.sample_batch_size,
+            config.class_generation_steps, config.class_generation_guidance, config.seed,
+        )
+        klass = encode_set(adapter, paths, [prompt] * len(paths), config.resolution, config.random_flip,
+                           label="encoding class images")
+    return TrainData(instance, klass, config.train_batch_size, config.seed, config.caption_dropout)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def prepare_trainer(config: TrainConfig) -> Trainer:
+    """Everything up to the first step: checks, model, method, data, optimizer (and resume)."""
+    validate_config(config)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    seed_everything(config.seed)
+    run_dir = Path(config.output)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, run_dir / "config.toml")
+    accelerator = make_accelerator(config, run_dir)
+    adapter = get_family(config.family).load(config.base, config.base_config, config.allow_pickle)
+    for module in (adapter.unet, adapter.vae, adapter.text_encoder):
+        module.to(accelerator.device)
+    data = build_data(config, adapter)
+    method = build_method(config.method, adapter, config)
+    prompts = PromptEncoder(adapter, cache=not method.trains_text_encoder)
+    trainer = Trainer(config, adapter, method, data, prompts, run_dir, accelerator)
+    if config.resume:
+        trainer.resume(ckpt.find_checkpoint(run_dir, config.resume))
+    accelerator.init_trackers("dreamlock")
+    return trainer
+
+
+def finish(trainer: Trainer) -> Path:
+    """Save the final weights and run.json."""
+    config = trainer.config
+    out = final_dir(trainer.run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer.use_ema_weights()
+    tokens = trainer.method.save_final(out)
+    info = RunInfo(method=config.method, family=config.family, base=_base_ref(config.base), trigger=config.trigger,
+                   class_word=config.class_word, tokens=tokens, step=trainer.step, resolution=config.resolution)
+    write_run(trainer.run_dir, info)
+    trainer.accelerator.end_training()
+    return trainer.run_dir
+
+
+def _base_ref(base: str) -> str:
+    path = Path(base).expanduser()
+    return str(path.resolve()) if path.exists() else base
+
+
+def train(config: TrainConfig | dict | None = None, **overrides) -> Path:
+    """Train a run and return its folder. ``config`` may be a TrainConfig or a dict of keys."""
+    if not isinstance(config, TrainConfig):
+        config = validate(TrainConfig, {**(config or {}), **overrides})
+    elif overrides:
+        config = validate(TrainConfig, {**config.model_dump(), **overrides})
+    trainer = prepare_trainer(config)
+    trainer.run()
+    if trainer.config.validation_prompt and not trainer.config.validation_steps:
+        trainer._sample()
+    return finish(trainer)

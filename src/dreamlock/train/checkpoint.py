@@ -1,0 +1,74 @@
+"""Checkpoints: written atomically (temp folder + rename), pruned to a retention limit, resumable.
+
+A checkpoint folder holds ``trainable.safetensors`` (every tensor training changes), the optimizer
+and LR-scheduler states (``optimizer.pt``, ``scheduler.pt``, read back with ``weights_only=True``,
+which refuses arbitrary pickled objects) and ``state.json`` (the step). Data order and noise are
+functions of (seed, step), so nothing else is needed for a resumed run to match an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dreamlock.errors import UserError
+
+CHECKPOINTS = "checkpoints"
+_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], optimizer, scheduler,
+                    extra: dict | None = None, limit: int | None = None) -> Path:
+    """Write ``checkpoint-<step>`` atomically, then delete the oldest beyond ``limit``."""
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"checkpoint-{step}"
+    tmp = root / f".checkpoint-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "trainable.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    if limit is not None:
+        for old in checkpoint_dirs(run_dir)[:-limit]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(run_dir: Path, resume: str) -> Path:
+    """``latest`` -> the newest checkpoint of the run; anything else is a checkpoint folder."""
+    if resume == "latest":
+        found = checkpoint_dirs(run_dir)
+        if not found:
+            raise UserError(f"--resume latest: no checkpoint in {Path(run_dir) / CHECKPOINTS}; train with checkpointing_steps first")
+        return found[-1]
+    path = Path(resume)
+    if not (path / "state.json").is_file():
+        raise UserError(f"--resume {resume}: not a checkpoint folder (no state.json); give 'latest' or a checkpoints/checkpoint-N folder")
+    return path
+
+
+def load_checkpoint(path: Path, optimizer, scheduler) -> tuple[int, dict[str, torch.Tensor], dict]:
+    """Restore optimizer and scheduler; return (step, trainable tensors, extra state)."""
+    state = json.loads((path / "state.json").read_text())
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    tensors = load_file(str(path / "trainable.safetensors"))
+    return int(state.pop("step")), tensors, state

@@ -1,0 +1,112 @@
+"""The training config. Keys reuse the names of diffusers' DreamBooth example scripts wherever one
+exists (``resolution``, ``train_batch_size``, ``learning_rate``, ``max_train_steps``...), so users can
+carry their settings over; new concepts get plain new names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from dreamlock.config import CONFIG_VERSION, StrictModel
+
+Method = Literal["full", "lora", "ti", "pivotal"]
+Precision = Literal["auto", "no", "fp16", "bf16"]
+
+
+class TrainConfig(StrictModel):
+    """Everything `dreamlock train` needs. Validated before anything heavy is loaded."""
+
+    config_version: int = CONFIG_VERSION
+    # what and where
+    base: str = Field(description="base model: diffusers folder, .safetensors file or hub id")
+    base_config: str | None = Field(None, description="diffusers folder giving the config of a single-file base")
+    allow_pickle: bool = False
+    data: Path = Field(description="folder of instance images (+ optional .txt captions)")
+    output: Path = Field(description="run folder to write")
+    family: str = "sd"
+    method: Method = "lora"
+    trigger: str | None = "sks"
+    class_word: str | None = None
+    instance_prompt: str | None = None  # default: "a photo of {trigger} {class_word}" unless captions exist
+    class_prompt: str | None = None  # default: "a photo of {class_word}"
+    use_captions: bool = True
+    # prior preservation
+    with_prior_preservation: bool = False
+    prior_mode: Literal["class_images", "prior_prediction"] = "class_images"
+    prior_loss_weight: float = Field(1.0, ge=0)
+    num_class_images: int = Field(100, ge=1)
+    class_data_dir: Path | None = None
+    class_cache_dir: Path | None = None  # default: ~/.cache/dreamlock/class_images
+    class_generation_steps: int = Field(25, ge=1)
+    class_generation_guidance: float = 7.5
+    sample_batch_size: int = Field(4, ge=1)
+    # optimisation
+    resolution: int = Field(512, ge=8)
+    train_batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_train_steps: int = Field(400, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    text_encoder_lr: float | None = None  # default: learning_rate
+    embedding_lr: float = Field(5e-3, gt=0)  # ti / pivotal token embeddings
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = Field(0, ge=0)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    use_8bit_adam: bool = False
+    mixed_precision: Precision = "auto"
+    gradient_checkpointing: bool = False
+    snr_gamma: float | None = None  # min-SNR weighting (5.0 is the paper's value)
+    noise_offset: float = Field(0.0, ge=0)
+    random_flip: bool = False
+    caption_dropout: float = Field(0.0, ge=0, le=1)
+    use_ema: bool = False
+    ema_decay: float = 0.999
+    seed: int = 0
+    # method specifics
+    train_text_encoder: bool = False
+    rank: int = Field(4, ge=1)
+    lora_alpha: float | None = None  # default: rank
+    lora_dropout: float = 0.0
+    use_dora: bool = False
+    lora_target_modules: list[str] = ["to_q", "to_k", "to_v", "to_out.0"]
+    text_encoder_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "out_proj"]
+    num_vectors: int = Field(1, ge=1)  # ti / pivotal: vectors per placeholder token
+    # checkpoints, samples, logs
+    checkpointing_steps: int | None = Field(None, ge=1)
+    checkpoints_total_limit: int | None = Field(None, ge=1)
+    resume: str | None = None  # "latest" or a checkpoint folder
+    validation_prompt: list[str] = []
+    validation_steps: int | None = Field(None, ge=1)
+    num_validation_images: int = Field(4, ge=1)
+    validation_inference_steps: int = Field(20, ge=1)
+    validation_guidance: float = 7.5
+    logging_steps: int = Field(10, ge=1)
+    num_threads: int | None = None  # CPU threads; default: torch's choice
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "TrainConfig":
+        from dreamlock.errors import UserError
+
+        if self.with_prior_preservation and not self.class_word and not self.class_prompt:
+            raise ValueError("with_prior_preservation needs class_word (or class_prompt); set --class-word, e.g. dog")
+        if self.prior_mode == "prior_prediction" and self.method not in ("lora", "pivotal") and self.with_prior_preservation:
+            raise ValueError("prior_mode='prior_prediction' needs a LoRA (method lora or pivotal): the base model is the adapter switched off")
+        if self.method in ("ti", "pivotal") and not self.trigger:
+            raise ValueError("method ti/pivotal learns the trigger token; set --trigger")
+        if self.method == "ti" and self.with_prior_preservation:
+            raise ValueError("textual inversion trains only the new token; prior preservation does not apply (use --no-prior-preservation)")
+        if self.method != "full" and self.use_ema:
+            raise ValueError("use_ema is for method full")
+        del UserError
+        return self
+
+    @property
+    def effective_class_prompt(self) -> str | None:
+        if self.class_prompt:
+            return self.class_prompt
+        return f"a photo of {self.class_word}" if self.class_word else None

@@ -1,0 +1,179 @@
+"""The training loop: one optimizer step = ``gradient_accumulation_steps`` micro-batches.
+
+All randomness of a step (batch choice, flips, caption dropout, noise, timesteps, dropout layers)
+comes from generators seeded by (seed, step), so a resumed run reproduces an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from dreamlock.families.sd import SDAdapter
+from dreamlock.methods.base import Method
+from dreamlock.train import checkpoint as ckpt
+from dreamlock.train.config import TrainConfig
+from dreamlock.train.data import PromptEncoder, TrainData
+from dreamlock.train.dataset import step_generator
+from dreamlock.train.prior import per_sample_mse, prior_preservation_loss
+from dreamlock.train.sampling import save_samples
+
+
+def make_optimizer(config: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    kwargs = dict(betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.adam_weight_decay, eps=config.adam_epsilon)
+    if config.use_8bit_adam and torch.cuda.is_available():
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(groups, **kwargs)
+        except ImportError:
+            pass  # falls back to torch AdamW; the run log says so
+    return torch.optim.AdamW(groups, **kwargs)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, adapter: SDAdapter, method: Method, data: TrainData,
+                 prompts: PromptEncoder, run_dir: Path, accelerator: Accelerator):
+        self.config, self.adapter, self.method, self.data = config, adapter, method, data
+        self.prompts, self.run_dir, self.accelerator = prompts, run_dir, accelerator
+        self.params = [p for g in method.param_groups() for p in g["params"]]
+        self.optimizer = make_optimizer(config, method.param_groups())
+        self.scheduler = get_scheduler(config.lr_scheduler, self.optimizer, num_warmup_steps=config.lr_warmup_steps,
+                                       num_training_steps=config.max_train_steps)
+        self.optimizer = accelerator.prepare(self.optimizer)
+        self.ema = EMAModel(adapter.unet.parameters(), decay=config.ema_decay) if config.use_ema else None
+        self.step = 0
+
+    # ---- one step ------------------------------------------------------------------------
+    def _noise(self, latents: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        noise = torch.randn(latents.shape, generator=gen)
+        if self.config.noise_offset > 0:
+            noise += self.config.noise_offset * torch.randn(latents.shape[:2] + (1, 1), generator=gen)
+        t = torch.randint(0, self.adapter.num_train_timesteps, (latents.shape[0],), generator=gen)
+        return noise, t
+
+    def micro_loss(self, number: int, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """Loss of one micro-batch (instance + optional class examples)."""
+        device = self.accelerator.device
+        latents, prompts, n_inst = self.data.batch(number, gen)
+        noise, t = self._noise(latents, gen)
+        latents, noise, t = latents.to(device), noise.to(device), t.to(device)
+        noisy = self.adapter.add_noise(latents, noise, t)
+        target = self.adapter.target(latents, noise, t)
+        text = self.prompts([self.method.rewrite_prompt(p) for p in prompts])
+        if self.config.with_prior_preservation and self.config.prior_mode == "prior_prediction":
+            noisy, t, text, target = self._add_prior_prediction(noisy, t, text, target)
+        with self.accelerator.autocast():
+            pred = self.adapter.predict(self.adapter.unet, noisy, t, text)
+        weights = self.adapter.min_snr_weights(t, self.config.snr_gamma) if self.config.snr_gamma else None
+        if n_inst < pred.shape[0]:
+            loss, prior = prior_preservation_loss(pred, target, n_inst, self.config.prior_loss_weight, weights)
+            return loss, {"loss": loss.item(), "prior_loss": prior.item()}
+        losses = per_sample_mse(pred, target)
+        loss = (losses * weights).mean() if weights is not None else losses.mean()
+        return loss, {"loss": loss.item()}
+
+    def _add_prior_prediction(self, noisy, t, text, target):
+        """Class-image-free prior: on the same noisy latents, the class prompt's prediction must
+        match what the base model (adapter off) predicts for it."""
+        klass = self.config.effective_class_prompt
+        n = noisy.shape[0]
+
+        def base():
+            with self.accelerator.autocast():
+                base_text = self.prompts([klass] * n)
+                return self.adapter.predict(self.adapter.unet, noisy, t, base_text).float()
+
+        base_pred = self.method.base_prediction(base)
+        class_text = self.prompts([klass] * n)
+        return torch.cat([noisy, noisy]), torch.cat([t, t]), torch.cat([text, class_text]), torch.cat([target, base_pred])
+
+    def optimizer_step(self) -> dict:
+        accum = self.config.gradient_accumulation_steps
+        logs: dict[str, float] = {}
+        torch.manual_seed(step_generator(self.config.seed, self.step, salt=3).initial_seed())
+        for micro in range(accum):
+            gen = step_generator(self.config.seed, self.step, salt=10 + micro)
+            loss, parts = self.micro_loss(self.step * accum + micro, gen)
+            self.accelerator.backward(loss / accum)
+            for k, v in parts.items():
+                logs[k] = logs.get(k, 0.0) + v / accum
+        if not math.isfinite(logs["loss"]):
+            from dreamlock.errors import WorkError
+
+            raise WorkError(f"loss became {logs['loss']} at step {self.step}; lower learning_rate or use mixed_precision='no'")
+        self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.method.after_optimizer_step()
+        if self.ema is not None:
+            self.ema.step(self.adapter.unet.parameters())
+        self.step += 1
+        logs["lr"] = self.scheduler.get_last_lr()[0]
+        return logs
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        tensors = dict(self.method.trainable_state())
+        if self.ema is not None:
+            tensors |= {f"ema.{i}": p for i, p in enumerate(self.ema.shadow_params)}
+        return tensors
+
+    def save_checkpoint(self) -> Path:
+        return ckpt.save_checkpoint(self.run_dir, self.step, self._tensors(), self.optimizer, self.scheduler,
+                                    limit=self.config.checkpoints_total_limit)
+
+    def resume(self, path: Path) -> None:
+        self.step, tensors, _ = ckpt.load_checkpoint(path, self.optimizer, self.scheduler)
+        ema = {k: v for k, v in tensors.items() if k.startswith("ema.")}
+        self.method.load_trainable_state({k: v for k, v in tensors.items() if not k.startswith("ema.")})
+        if self.ema is not None:
+            for i, p in enumerate(self.ema.shadow_params):
+                p.copy_(ema[f"ema.{i}"])
+
+    # ---- the run -------------------------------------------------------------------------
+    def _sample(self) -> None:
+        if not self.config.validation_prompt:
+            return
+        prompts = [self.method.rewrite_prompt(p) for p in self.config.validation_prompt]
+        modules = self.method.trainable_modules()
+        for m in modules:
+            m.eval()
+        save_samples(self.adapter.sampling_pipeline(), prompts, self.config, self.run_dir / "samples", self.step)
+        for m in modules:
+            m.train()
+
+    def _periodic(self) -> None:
+        c = self.config
+        if c.checkpointing_steps and self.step % c.checkpointing_steps == 0 and self.step < c.max_train_steps:
+            self.save_checkpoint()
+        if c.validation_steps and self.step % c.validation_steps == 0:
+            self._sample()
+
+    def run(self, stop_after: int | None = None) -> None:
+        """Train to ``max_train_steps`` (or stop early after ``stop_after`` steps, for tests)."""
+        c = self.config
+        for m in self.method.trainable_modules():
+            m.train()
+        columns = [TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
+        with Progress(*columns, transient=False) as progress:
+            task = progress.add_task("train", total=c.max_train_steps, completed=self.step, loss=float("nan"))
+            while self.step < c.max_train_steps and (stop_after is None or self.step < stop_after):
+                logs = self.optimizer_step()
+                progress.update(task, completed=self.step, loss=logs["loss"])
+                if self.step % c.logging_steps == 0 or self.step == c.max_train_steps:
+                    self.accelerator.log(logs, step=self.step)
+                self._periodic()
+        for m in self.method.trainable_modules():
+            m.eval()
+
+    def use_ema_weights(self) -> None:
+        if self.ema is not None:
+            self.ema.copy_to(self.adapter.unet.parameters())

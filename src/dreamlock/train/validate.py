@@ -1,0 +1,52 @@
+"""Checks run before anything heavy is loaded: each problem is one line naming the file or key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dreamlock.errors import UserError
+from dreamlock.train.config import TrainConfig
+from dreamlock.train.dataset import find_images, read_caption
+from dreamlock.runs import is_run
+
+
+def _has_word(text: str, word: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE) is not None
+
+
+def check_data(config: TrainConfig) -> list[Path]:
+    data = Path(config.data)
+    if not data.is_dir():
+        raise UserError(f"data folder not found: {data} (run `dreamlock prepare SRC {data}` first, or fix --data)")
+    images = find_images(data)
+    if not images:
+        raise UserError(f"{data}: no images (.png/.jpg/.webp...); run `dreamlock prepare` into this folder")
+    if config.trigger and config.use_captions:
+        for image in images:
+            caption = read_caption(image)
+            if caption is not None and "{trigger}" not in caption and not _has_word(caption, config.trigger):
+                raise UserError(
+                    f"{image.with_suffix('.txt')}: caption lacks the trigger word '{config.trigger}'; "
+                    f"add it, or run `dreamlock caption {data} --trigger {config.trigger} --overwrite`"
+                )
+    return images
+
+
+def check_paths(config: TrainConfig) -> None:
+    if config.class_data_dir is not None and not Path(config.class_data_dir).is_dir():
+        raise UserError(f"class_data_dir not found: {config.class_data_dir}; give a folder of class images or leave it out")
+    output = Path(config.output)
+    if config.resume is None and (is_run(output) or (output / "checkpoints").is_dir()):
+        raise UserError(f"{output}: already holds a run; pass --resume latest to continue it, or choose another --output")
+    if output.resolve() == Path(config.data).resolve():
+        raise UserError(f"--output {output} is the data folder; choose a separate run folder")
+    base = Path(config.base).expanduser()
+    if str(config.base).startswith((".", "/", "~")) and not base.exists():
+        raise UserError(f"base model not found: {config.base} (give a diffusers folder, a .safetensors file or a hub id)")
+
+
+def validate_config(config: TrainConfig) -> list[Path]:
+    """All cheap checks; returns the instance images."""
+    check_paths(config)
+    return check_data(config)
