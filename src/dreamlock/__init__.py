@@ -1,8 +1,8 @@
 """dreamlock: lock a subject into a text-to-image diffusion model from a few photos.
 
 The Python API mirrors the CLI: ``dreamlock.prepare(...)``, ``dreamlock.caption(...)``,
-``dreamlock.train(...)``, ``dreamlock.generate(...)``, ``dreamlock.evaluate(...)``,
-``dreamlock.export(...)``, ``dreamlock.demo(...)``. Imports are lazy so that ``import dreamlock``
+``dreamlock.training(...)``, ``dreamlock.generation(...)``, ``dreamlock.evaluate(...)``,
+``dreamlock.exporting(...)``, ``dreamlock.demo(...)``. Imports are lazy so that ``import dreamlock``
 stays fast and light.
 """
 
@@ -16,10 +16,10 @@ __version__ = "0.1.0"
 _API = {
     "prepare": "dreamlock.data.prepare:prepare",
     "caption": "dreamlock.data.caption:caption",
-    "train": "dreamlock.train.api:train",
-    "generate": "dreamlock.generate:generate",
+    "train": "dreamlock.training.api:train",
+    "generate": "dreamlock.generation:generate",
     "evaluate": "dreamlock.evaluate:evaluate",
-    "export": "dreamlock.export:export",
+    "export": "dreamlock.exporting:export",
     "demo": "dreamlock.toyworld.demo:demo",
 }
 

@@ -26,7 +26,7 @@ def _quiet_transformers() -> None:
 def _load_folder(path: Path, dtype: torch.dtype) -> StableDiffusionPipeline:
     if not (path / "model_index.json").is_file():
         raise UserError(f"{path}: not a diffusers model folder (no model_index.json); give a folder saved with save_pretrained")
-    return StableDiffusionPipeline.from_pretrained(path, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+    return StableDiffusionPipeline.from_pretrained(path, dtype=dtype, safety_checker=None, requires_safety_checker=False)
 
 
 def _load_single_file(path: Path, dtype: torch.dtype, config: str | None, allow_pickle: bool) -> StableDiffusionPipeline:
@@ -38,7 +38,7 @@ def _load_single_file(path: Path, dtype: torch.dtype, config: str | None, allow_
         raise UserError(f"{path}: a single-file model needs its config offline; pass --base-config DIR (a diffusers folder of the same architecture)")
     try:
         return StableDiffusionPipeline.from_single_file(
-            str(path), config=str(config), torch_dtype=dtype, local_files_only=True,
+            str(path), config=str(config), dtype=dtype, local_files_only=True,
             safety_checker=None, requires_safety_checker=False,
         )
     except (OSError, ValueError, KeyError) as e:
@@ -47,7 +47,7 @@ def _load_single_file(path: Path, dtype: torch.dtype, config: str | None, allow_
 
 def _load_hub(model_id: str, dtype: torch.dtype) -> StableDiffusionPipeline:
     try:
-        return StableDiffusionPipeline.from_pretrained(model_id, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+        return StableDiffusionPipeline.from_pretrained(model_id, dtype=dtype, safety_checker=None, requires_safety_checker=False)
     except Exception as e:  # noqa: BLE001 - hub errors come in many types
         raise UserError(
             f"base model '{model_id}': not a local path and could not be loaded from the hub "

@@ -8,6 +8,7 @@ from typing import Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dreamlock.errors import DreamlockError
 
@@ -25,7 +26,7 @@ def run_api(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except DreamlockError as e:
-        console.print(f"[bold red]error:[/] {e.message}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(e.message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
@@ -34,7 +35,7 @@ def run_api(fn: Callable[[], T]) -> T:
         if os.environ.get("DREAMLOCK_DEBUG"):
             raise
         console.print(
-            f"[bold red]error:[/] internal error: {type(e).__name__}: {e} "
+            f"[bold red]error:[/] internal error: {type(e).__name__}: {escape(str(e))} "
             "(rerun with DREAMLOCK_DEBUG=1 for the traceback and report it)",
             highlight=False,
             soft_wrap=True,
@@ -44,6 +45,6 @@ def run_api(fn: Callable[[], T]) -> T:
 
 def fail(message: str, code: int = 2) -> None:
     """Print one error line and exit."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.stderr.flush()
     raise typer.Exit(code)

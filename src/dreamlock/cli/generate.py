@@ -24,7 +24,7 @@ def generate(
     out: Path = typer.Option(Path("generated"), help="output folder"),
     grid: bool = typer.Option(False, "--grid", help="also write one grid per prompt"),
 ) -> None:
-    from dreamlock.generate import generate as generate_api
+    from dreamlock.generation import generate as generate_api
 
     files = run_api(lambda: generate_api(run_or_model, prompt, n, seed, steps, guidance, lora_scale, out, grid, negative_prompt))
     console.print(f"[green]done:[/] {len(files)} file(s) in {out}")

@@ -28,8 +28,8 @@ def train(
     resume: Optional[str] = typer.Option(None, help="'latest' or a checkpoint folder"),
 ) -> None:
     from dreamlock.config import load_config
-    from dreamlock.train.api import train as train_api
-    from dreamlock.train.config import TrainConfig
+    from dreamlock.training.api import train as train_api
+    from dreamlock.training.config import TrainConfig
 
     flags = {
         "base": base, "base_config": base_config, "allow_pickle": allow_pickle, "data": data, "output": output,

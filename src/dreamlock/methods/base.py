@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from dreamlock.families.sd import SDAdapter
-from dreamlock.train.config import TrainConfig
+from dreamlock.training.config import TrainConfig
 
 
 class Method:

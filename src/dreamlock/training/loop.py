@@ -7,6 +7,7 @@ comes from generators seeded by (seed, step), so a resumed run reproduces an uni
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -17,12 +18,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dreamlock.families.sd import SDAdapter
 from dreamlock.methods.base import Method
-from dreamlock.train import checkpoint as ckpt
-from dreamlock.train.config import TrainConfig
-from dreamlock.train.data import PromptEncoder, TrainData
-from dreamlock.train.dataset import step_generator
-from dreamlock.train.prior import per_sample_mse, prior_preservation_loss
-from dreamlock.train.sampling import save_samples
+from dreamlock.training import checkpoint as ckpt
+from dreamlock.training.config import TrainConfig
+from dreamlock.training.data import PromptEncoder, TrainData
+from dreamlock.training.dataset import step_generator
+from dreamlock.training.prior import per_sample_mse, prior_preservation_loss
+from dreamlock.training.sampling import save_samples
 
 
 def make_optimizer(config: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
@@ -127,16 +128,18 @@ class Trainer:
         return tensors
 
     def save_checkpoint(self) -> Path:
+        extra = {"ema_step": self.ema.optimization_step} if self.ema is not None else {}
         return ckpt.save_checkpoint(self.run_dir, self.step, self._tensors(), self.optimizer, self.scheduler,
-                                    limit=self.config.checkpoints_total_limit)
+                                    extra=extra, limit=self.config.checkpoints_total_limit)
 
     def resume(self, path: Path) -> None:
-        self.step, tensors, _ = ckpt.load_checkpoint(path, self.optimizer, self.scheduler)
+        self.step, tensors, extra = ckpt.load_checkpoint(path, self.optimizer, self.scheduler)
         ema = {k: v for k, v in tensors.items() if k.startswith("ema.")}
         self.method.load_trainable_state({k: v for k, v in tensors.items() if not k.startswith("ema.")})
         if self.ema is not None:
             for i, p in enumerate(self.ema.shadow_params):
                 p.copy_(ema[f"ema.{i}"])
+            self.ema.optimization_step = extra["ema_step"]
 
     # ---- the run -------------------------------------------------------------------------
     def _sample(self) -> None:
@@ -160,6 +163,7 @@ class Trainer:
     def run(self, stop_after: int | None = None) -> None:
         """Train to ``max_train_steps`` (or stop early after ``stop_after`` steps, for tests)."""
         c = self.config
+        deadline = time.monotonic() + 60 * c.max_train_minutes if c.max_train_minutes else None
         for m in self.method.trainable_modules():
             m.train()
         columns = [TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
@@ -171,6 +175,8 @@ class Trainer:
                 if self.step % c.logging_steps == 0 or self.step == c.max_train_steps:
                     self.accelerator.log(logs, step=self.step)
                 self._periodic()
+                if deadline is not None and time.monotonic() > deadline:
+                    break
         for m in self.method.trainable_modules():
             m.eval()
 

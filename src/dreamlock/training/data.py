@@ -12,7 +12,7 @@ import torch
 from rich.progress import Progress
 
 from dreamlock.families.sd import SDAdapter
-from dreamlock.train.dataset import batch_indices, load_pixels, to_model_range
+from dreamlock.training.dataset import batch_indices, load_pixels, to_model_range
 
 
 @dataclass
@@ -36,9 +36,9 @@ def encode_set(adapter: SDAdapter, paths, prompts: list[str], resolution: int, f
         task = progress.add_task(label, total=len(paths))
         for start in range(0, len(paths), chunk):
             part = to_model_range(pixels[start:start + chunk])
-            outs.append(adapter.encode_images(part))
+            outs.append(adapter.encode_images(part).cpu())
             if flip:
-                flips.append(adapter.encode_images(part.flip(-1)))
+                flips.append(adapter.encode_images(part.flip(-1)).cpu())
             progress.advance(task, len(part))
     return ImageSet(torch.cat(outs), torch.cat(flips) if flip else None, list(prompts))
 

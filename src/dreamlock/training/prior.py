@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
-from dreamlock.train.dataset import find_images
+from dreamlock.training.dataset import find_images
 
 
 def per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

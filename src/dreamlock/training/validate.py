@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from dreamlock.errors import UserError
-from dreamlock.train.config import TrainConfig
-from dreamlock.train.dataset import find_images, read_caption
+from dreamlock.training.config import TrainConfig
+from dreamlock.training.dataset import find_images, read_caption
 from dreamlock.runs import is_run
 
 

@@ -47,6 +47,7 @@ class TrainConfig(StrictModel):
     train_batch_size: int = Field(1, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_train_steps: int = Field(400, ge=1)
+    max_train_minutes: float | None = Field(None, gt=0)  # stop (and save) after this wall time
     learning_rate: float = Field(1e-4, gt=0)
     text_encoder_lr: float | None = None  # default: learning_rate
     embedding_lr: float = Field(5e-3, gt=0)  # ti / pivotal token embeddings

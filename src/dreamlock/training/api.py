@@ -1,4 +1,4 @@
-"""`dreamlock.train(...)`: validate, load, train, save. A thin recipe over small builders."""
+"""`dreamlock.training(...)`: validate, load, train, save. A thin recipe over small builders."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from dreamlock.config import dump_config, validate
 from dreamlock.families import get_family
 from dreamlock.methods import build_method
 from dreamlock.runs import RunInfo, final_dir, write_run
-from dreamlock.train import checkpoint as ckpt
-from dreamlock.train.config import TrainConfig
-from dreamlock.train.data import PromptEncoder, TrainData, encode_set
-from dreamlock.train.dataset import find_images, instance_examples
-from dreamlock.train.loop import Trainer
-from dreamlock.train.precision import choose_precision
-from dreamlock.train.prior import class_images
-from dreamlock.train.validate import validate_config
+from dreamlock.training import checkpoint as ckpt
+from dreamlock.training.config import TrainConfig
+from dreamlock.training.data import PromptEncoder, TrainData, encode_set
+from dreamlock.training.dataset import find_images, instance_examples
+from dreamlock.training.loop import Trainer
+from dreamlock.training.precision import choose_precision
+from dreamlock.training.prior import class_images
+from dreamlock.training.validate import validate_config
 
 
 def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:

@@ -1,0 +1,3 @@
+from dreamlock.cli import main
+
+main()

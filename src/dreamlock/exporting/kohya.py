@@ -1,0 +1,187 @@
+"""kohya-ss / A1111 / Forge / ComfyUI LoRA: one ``.safetensors`` with kohya key names.
+
+Per adapted layer (SD1/SD2: kohya trains on the diffusers UNet, so names are diffusers module paths
+with ``.`` -> ``_``)::
+
+    lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight  [r, in]
+    lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight    [out, r]
+    lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.alpha             scalar
+    lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight ...
+
+``lora_down``/``lora_up`` are peft's ``lora_A``/``lora_B`` unchanged (same shapes, conv layers too);
+the weight delta is ``lora_up @ lora_down * alpha / rank`` — the same formula as peft, so ``alpha``
+is the LoraConfig's ``lora_alpha`` (see ``dreamlock.exporting.common`` for where it is read from).
+``--lora-scale`` is baked into ``lora_up``. Alpha is stored as a float32 0-d tensor whatever ``--dtype``.
+
+Pivotal runs bundle their embeddings the way A1111 reads them from a LoRA file:
+``bundle_emb.<token>.string_to_param.*`` = [n_vectors, dim]. diffusers' ``load_lora_weights``
+refuses such a file (it wants every key to be a LoRA key); use :func:`load_kohya_lora` to load one
+into a diffusers pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dreamlock.errors import UserError, WorkError
+from dreamlock.exporting.common import (
+    ExportJob,
+    LoraModule,
+    RunLora,
+    base_name,
+    cast_state,
+    most_common,
+    read_run_embeddings,
+    read_run_lora,
+)
+
+if TYPE_CHECKING:
+    from diffusers import StableDiffusionPipeline
+
+BUNDLE_PREFIX = "bundle_emb."
+BUNDLE_SUFFIX = ".string_to_param.*"
+
+
+def kohya_name(module: LoraModule) -> str:
+    """``unet`` + ``down_blocks.1....attn1.to_q`` -> ``lora_unet_down_blocks_1_..._attn1_to_q``.
+
+    Text encoder paths always get the ``text_model.`` level the kohya names have, whether the
+    run saved them with it (transformers < 5.6) or without it (flattened ``CLIPTextModel``)."""
+    if module.component == "unet":
+        return "lora_unet_" + module.path.replace(".", "_")
+    path = module.path if module.path.startswith("text_model.") else "text_model." + module.path
+    return "lora_te_" + path.replace(".", "_")
+
+
+def _unet_base_config(job: ExportJob) -> dict:
+    path = Path(job.info.base) / "unet" / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _scheduler_config(job: ExportJob) -> dict:
+    path = Path(job.info.base) / "scheduler" / "scheduler_config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _cross_attention_dim(job: ExportJob, lora: RunLora) -> int | None:
+    for m in lora.component("unet"):
+        if m.path.endswith(("attn2.to_k", "attn2.to_v")):
+            return int(m.down.shape[1])
+    dim = _unet_base_config(job).get("cross_attention_dim")
+    return dim if isinstance(dim, int) else None
+
+
+def kohya_metadata(job: ExportJob, lora: RunLora, stem: str) -> dict[str, str]:
+    """kohya's ``ss_*`` training metadata (strings), as far as a dreamlock run knows it."""
+    info = job.info
+    meta = {
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(most_common([m.rank for m in lora.modules])),
+        "ss_network_alpha": str(float(most_common([m.alpha for m in lora.modules]))),
+        "ss_output_name": stem,
+        "ss_sd_model_name": base_name(info),
+        "ss_resolution": f"({info.resolution}, {info.resolution})",
+        "ss_steps": str(info.step),
+        "ss_training_comment": f"dreamlock {info.method} run {job.run_name}"
+        + (f"; trigger: {info.trigger}" if info.trigger else "")
+        + (f"; class: {info.class_word}" if info.class_word else ""),
+        "dreamlock_method": info.method,
+        "dreamlock_alpha_source": lora.alpha_source,
+        "dreamlock_lora_scale": str(job.lora_scale),
+    }
+    convs = [m for m in lora.modules if m.down.ndim == 4 and m.down.shape[-1] > 1]
+    if convs:
+        meta["ss_network_args"] = json.dumps(
+            {"conv_dim": str(most_common([m.rank for m in convs])), "conv_alpha": str(most_common([m.alpha for m in convs]))}
+        )
+    if info.tokens:
+        meta["dreamlock_tokens"] = json.dumps(info.tokens)
+    cross = _cross_attention_dim(job, lora)
+    if cross is not None:
+        v2 = cross == 1024  # SD2.x: OpenCLIP ViT-H, 1024-d; SD1.x: CLIP ViT-L, 768-d
+        meta["ss_base_model_version"] = "sd_v2" if v2 else "sd_v1"
+        meta["ss_v2"] = str(v2)
+    prediction = _scheduler_config(job).get("prediction_type")
+    if prediction:
+        meta["ss_v_parameterization"] = str(prediction == "v_prediction")
+    return meta
+
+
+def kohya_state_dict(lora: RunLora, scale: float = 1.0) -> dict:
+    """The kohya-named tensors (float32 here; cast afterwards)."""
+    import torch
+
+    if lora.extra_keys:
+        what = "DoRA magnitudes" if lora.use_dora else f"non-LoRA tensors such as {lora.extra_keys[0]}"
+        raise UserError(
+            f"this LoRA has {what}, which the kohya export does not write yet; "
+            "use --format diffusers-lora, or --format diffusers / single-file to fuse it"
+        )
+    state: dict[str, torch.Tensor] = {}
+    for m in lora.modules:
+        name = kohya_name(m)
+        if f"{name}.lora_down.weight" in state:
+            raise WorkError(f"two LoRA layers map to the same kohya name {name}; cannot write a kohya file")
+        state[f"{name}.lora_down.weight"] = m.down.float()
+        state[f"{name}.lora_up.weight"] = m.up.float() * scale
+        state[f"{name}.alpha"] = torch.tensor(float(m.alpha), dtype=torch.float32)
+    return state
+
+
+def export_kohya_lora(job: ExportJob) -> Path:
+    from safetensors.torch import save_file
+
+    lora = read_run_lora(job.run_dir, job.info)
+    state = kohya_state_dict(lora, job.lora_scale)
+    alphas = {k: v for k, v in state.items() if k.endswith(".alpha")}
+    state = cast_state({k: v for k, v in state.items() if not k.endswith(".alpha")}, job.dtype)
+    state.update(alphas)  # alpha stays float32: it is read with .item(), and fp16 would round odd values
+    if job.info.has_embeddings:
+        for token, tensor in read_run_embeddings(job.run_dir, job.info).items():
+            if "." in token:
+                raise UserError(f"token {token!r} contains '.', which A1111's bundled-embedding keys cannot hold; "
+                                "export it with --format a1111-embedding and the LoRA with --format diffusers-lora")
+            state[f"{BUNDLE_PREFIX}{token}{BUNDLE_SUFFIX}"] = tensor.to(job.dtype).contiguous()
+    if job.final_out.suffix == ".safetensors":
+        path, stem = job.out, job.final_out.stem
+    else:
+        job.out.mkdir(parents=True, exist_ok=True)
+        stem = job.run_name
+        path = job.out / f"{stem}.safetensors"
+    save_file(state, str(path), metadata=kohya_metadata(job, lora, stem))
+    return path
+
+
+def split_kohya_file(path: str | Path) -> tuple[dict, dict]:
+    """A kohya file -> (LoRA tensors, {token: [n, dim]} bundled embeddings)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    embeds = {
+        k[len(BUNDLE_PREFIX): -len(BUNDLE_SUFFIX)]: v
+        for k, v in state.items()
+        if k.startswith(BUNDLE_PREFIX) and k.endswith(BUNDLE_SUFFIX)
+    }
+    lora = {k: v for k, v in state.items() if not k.startswith(BUNDLE_PREFIX)}
+    return lora, embeds
+
+
+def load_kohya_lora(pipe: "StableDiffusionPipeline", path: str | Path, adapter_name: str | None = None) -> list[str]:
+    """Load a kohya LoRA file, bundled embeddings included, into a diffusers pipeline.
+
+    diffusers converts the kohya keys itself (``load_lora_weights``); the ``bundle_emb.*`` tensors,
+    which it does not accept, go through ``load_textual_inversion``. Returns the tokens added."""
+    lora, embeds = split_kohya_file(path)
+    for token, tensor in embeds.items():
+        pipe.load_textual_inversion({token: tensor}, token=token)
+    if lora:
+        pipe.load_lora_weights(lora, adapter_name=adapter_name)
+    return list(embeds)

@@ -1,0 +1,175 @@
+"""The toy world's base model: a real SD-architecture pipeline pretrained from random init.
+
+Three stages, all reproducible with one command::
+
+    python -m dreamlock.toyworld.base --out toy-base            # CPU: hours; GPU: minutes
+
+1. render a captioned dataset (plain objects only; 20% of captions leave the colour out so that
+   class prompts such as "a photo of a star" mean "any colour");
+2. train the VAE (reconstruction + a small KL term) and set its latent scaling factor from data;
+3. train UNet + text encoder with dreamlock's own ``train --method full`` on that dataset.
+
+The recipe follows DESIGN §4's measurements: v-prediction, lr 1e-3, cross-attention only at the
+two lowest resolutions, EMA weights, a scaled-linear schedule with "leading" timestep spacing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import StableDiffusionPipeline
+from rich.progress import Progress
+
+from dreamlock.families.build import SDArch, build_sd_pipeline
+from dreamlock.toyworld.render import render_dataset
+from dreamlock.toyworld.vocab import caption_for, all_words
+
+ASSET_DIR = Path(__file__).parent / "assets" / "base"
+
+TOY_ARCH = SDArch(
+    sample_size=64,
+    vae_channels=[16, 32, 32],
+    unet_channels=[32, 64, 128],
+    cross_attention=[False, True, True],
+    layers_per_block=2,
+    attention_head_dim=16,
+    norm_num_groups=8,
+    text_hidden=128,
+    text_layers=3,
+    text_heads=4,
+    max_length=16,
+    prediction_type="v_prediction",
+)
+
+
+def shipped_base() -> Path:
+    """The base model folder shipped inside the package."""
+    if not (ASSET_DIR / "model_index.json").is_file():
+        from dreamlock.errors import WorkError
+
+        raise WorkError(f"the toy base model is missing from {ASSET_DIR}; rebuild it with `python -m dreamlock.toyworld.base --out DIR`")
+    return ASSET_DIR
+
+
+def write_pretraining_data(folder: Path, n: int, seed: int, colourless: float = 0.2) -> Path:
+    """Render ``n`` captioned images; a fraction of captions omit the colour."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + 12345)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("rendering pretraining data", total=n)
+        for i, (image, _, labels) in enumerate(render_dataset(n, seed)):
+            colour = None if rng.random() < colourless else labels["colour"]
+            image.save(folder / f"{i:06d}.png", compress_level=1)
+            (folder / f"{i:06d}.txt").write_text(caption_for(labels["class"], colour, labels["scene"]) + "\n")
+            progress.advance(task)
+    return folder
+
+
+def _pixels(n: int, seed: int) -> torch.Tensor:
+    arrays = [np.asarray(image, dtype=np.uint8) for image, _, _ in render_dataset(n, seed)]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def train_vae(vae, steps: int, batch_size: int, lr: float, seed: int, device: str, kl_weight: float = 1e-6) -> dict:
+    """Train the VAE on fresh renders; set ``scaling_factor`` to 1/std of the latents. Returns stats."""
+    pixels = _pixels(max(4096, batch_size * 64), seed + 777)
+    vae.to(device).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("training VAE", total=steps)
+        for _ in range(steps):
+            batch = pixels[torch.randint(0, len(pixels), (batch_size,), generator=gen)].to(device)
+            dist = vae.encode(batch).latent_dist
+            recon = vae.decode(dist.sample()).sample
+            loss = torch.nn.functional.mse_loss(recon, batch) + kl_weight * dist.kl().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            progress.advance(task)
+    return _vae_stats(vae, pixels[:1024].to(device))
+
+
+@torch.no_grad()
+def _vae_stats(vae, pixels: torch.Tensor) -> dict:
+    vae.eval()
+    latents = vae.encode(pixels).latent_dist.mean
+    recon = vae.decode(latents).sample.clamp(-1, 1)
+    mse = torch.mean(((recon - pixels) / 2) ** 2).item()
+    std = latents.std().item()
+    vae.register_to_config(scaling_factor=1.0 / std)
+    return {"psnr_db": 10 * np.log10(1.0 / mse), "latent_std": std, "latent_mean": latents.mean().item()}
+
+
+def init_base(out: Path, vae_steps: int, vae_batch: int, seed: int, device: str) -> dict:
+    """Random-init pipeline with the toy tokenizer, VAE trained; saved to ``out``."""
+    pipe = build_sd_pipeline(TOY_ARCH, all_words(), out.parent / f".{out.name}-tokenizer", seed)
+    stats = train_vae(pipe.vae, vae_steps, vae_batch, 1e-3, seed, device)
+    pipe.vae.to("cpu")
+    pipe.save_pretrained(out, safe_serialization=True)
+    return stats
+
+
+def pretrain_config(init: Path, data: Path, out: Path, steps: int, batch: int, minutes: float | None) -> dict:
+    """The `dreamlock train --method full` config that pretrains UNet + text encoder."""
+    return dict(
+        base=str(init), data=str(data), output=str(out), method="full", trigger=None, class_word=None,
+        train_text_encoder=True, resolution=64, train_batch_size=batch, max_train_steps=steps,
+        learning_rate=1e-3, lr_scheduler="constant_with_warmup", lr_warmup_steps=200, use_ema=True,
+        ema_decay=0.999, adam_weight_decay=0.0, random_flip=False, max_train_minutes=minutes,
+        checkpointing_steps=2000, checkpoints_total_limit=1, logging_steps=50, seed=0,
+        validation_prompt=["a photo of a red star", "a photo of a blue heart on the beach",
+                           "a photo of a green ring in the snow", "a photo of a yellow cross at night"],
+        num_validation_images=4, validation_guidance=5.0,
+    )
+
+
+def ship(run_dir: Path, dest: Path = ASSET_DIR, dtype: torch.dtype = torch.float16) -> Path:
+    """Copy a pretraining run's final pipeline into the package (fp16 halves the size)."""
+    pipe = StableDiffusionPipeline.from_pretrained(run_dir / "final" / "pipeline", torch_dtype=dtype)
+    shutil.rmtree(dest, ignore_errors=True)
+    pipe.save_pretrained(dest, safe_serialization=True)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> None:
+    from dreamlock.training.api import train
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="work folder (data, init model, run)")
+    p.add_argument("--images", type=int, default=30_000)
+    p.add_argument("--vae-steps", type=int, default=700)
+    p.add_argument("--vae-batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--minutes", type=float, default=None, help="stop UNet training after this many minutes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ship", action="store_true", help="copy the result into the package assets")
+    args = p.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    times = {}
+    t = time.time()
+    data = write_pretraining_data(args.out / "data", args.images, args.seed)
+    times["render_s"] = time.time() - t
+    t = time.time()
+    stats = init_base(args.out / "init", args.vae_steps, args.vae_batch, args.seed, device)
+    times["vae_s"] = time.time() - t
+    t = time.time()
+    run = train(pretrain_config(args.out / "init", data, args.out / "run", args.steps, args.batch, args.minutes))
+    times["unet_s"] = time.time() - t
+    summary = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", **times, "vae": stats,
+               "steps_done": json.loads((run / "run.json").read_text())["step"], "args": {k: str(v) for k, v in vars(args).items()}}
+    (args.out / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    if args.ship:
+        ship(run)
+
+
+if __name__ == "__main__":
+    main()
