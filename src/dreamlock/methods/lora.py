@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 from diffusers import StableDiffusionPipeline
-from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
@@ -68,12 +67,12 @@ class LoRA(Method):
     def save_final(self, final_dir: Path) -> list[str]:
         unet = self.adapter.unet
         kwargs = {
-            "unet_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+            "unet_lora_layers": get_peft_model_state_dict(unet),
             "unet_lora_adapter_metadata": unet.peft_config["default"].to_dict(),
         }
         if self.config.train_text_encoder:
             te = self.adapter.text_encoder
-            kwargs["text_encoder_lora_layers"] = convert_state_dict_to_diffusers(get_peft_model_state_dict(te))
+            kwargs["text_encoder_lora_layers"] = get_peft_model_state_dict(te)
             kwargs["text_encoder_lora_adapter_metadata"] = te.peft_config["default"].to_dict()
         StableDiffusionPipeline.save_lora_weights(final_dir, weight_name=LORA_FILE, safe_serialization=True, **kwargs)
         return []
