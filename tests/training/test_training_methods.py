@@ -126,3 +126,13 @@ def test_samples_written_during_training(make_config):
                             num_validation_images=2, validation_inference_steps=2))
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-000002.png", "step-000004.png"]
     assert any((run / "logs").rglob("events.out.tfevents*"))
+
+
+def test_lora_scale_zero_gives_the_base_model(make_config, tiny_base):
+    from dreamlock.training.api import train
+
+    run = train(make_config(method="lora"))
+    base = _image(tiny_base)
+    off = np.asarray(load_generator(run, lora_scale=0.0).images(PROMPT, [0], steps=2, guidance=1.0)[0], dtype=np.float32)
+    on = _image(run)
+    assert np.abs(off - base).max() <= 1.0 < np.abs(on - base).max()

@@ -15,7 +15,7 @@ from rich.console import Console
 from dreamlock.errors import UserError
 from dreamlock.toyworld.base import shipped_base
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
-from dreamlock.toyworld.vocab import SCENES, subject_prompt
+from dreamlock.toyworld.vocab import SCENES, caption_for, subject_prompt
 
 console = Console(stderr=True)
 
@@ -40,7 +40,10 @@ def demo_train_config(data: Path, run: Path, class_word: str, method: str, steps
     return dict(
         base=str(shipped_base()), data=str(data), output=str(run), method=method, trigger=TRIGGER,
         class_word=class_word, resolution=64, train_batch_size=4, random_flip=True,
-        with_prior_preservation=prior, num_class_images=8 if fast else 40, class_generation_steps=20,
+        # the class prompt in the words pretraining used ("a photo of a star"): measured, the
+        # article-less "a photo of star" left "a photo of a star" free to drift to the subject
+        with_prior_preservation=prior, class_prompt=caption_for(class_word, None, "plain"),
+        num_class_images=8 if fast else 40, class_generation_steps=20,
         class_generation_guidance=5.0, sample_batch_size=20, class_cache_dir=str(cache), seed=0,
         validation_prompt=[subject_prompt(TRIGGER, class_word, s) for s in ("plain", "beach", "snow")],
         num_validation_images=4, validation_guidance=5.0, **recipe,
