@@ -22,10 +22,10 @@ console = Console(stderr=True)
 TRIGGER = "sks"
 # Measured on the toy base model (see benchmarks/RESULTS.md); `fast` is the CI smoke setting.
 RECIPES = {
-    "lora": dict(learning_rate=3e-4, rank=8, max_train_steps=300),
-    "full": dict(learning_rate=5e-5, max_train_steps=300),
+    "lora": dict(learning_rate=1e-3, rank=8, max_train_steps=300),
+    "full": dict(learning_rate=1e-4, train_text_encoder=True, max_train_steps=300),
     "ti": dict(embedding_lr=5e-2, max_train_steps=300),
-    "pivotal": dict(learning_rate=3e-4, embedding_lr=5e-2, rank=8, max_train_steps=300),
+    "pivotal": dict(learning_rate=1e-3, embedding_lr=5e-2, rank=8, max_train_steps=300),
 }
 
 
