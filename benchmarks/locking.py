@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from dreamlock.evaluate import evaluate
+from dreamlock.evaluation import evaluate
 from dreamlock.toyworld.base import shipped_base
 from dreamlock.toyworld.demo import TRIGGER, demo_train_config
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
@@ -117,18 +117,21 @@ def main() -> None:
     rows = []
     started = time.time()
     for subject in args.subjects:
+        rows.append(run_base(args.work, subject, args.seeds))
         for name in args.configs:
             rows.append(run_one(args.work, subject, name, args.seeds, args.steps))
             print(json.dumps(rows[-1]), flush=True)
-        rows.append(run_base(args.work, subject, args.seeds))
-        print(json.dumps(rows[-1]), flush=True)
-    result = table(rows)
+            save(rows, args, started)  # partial tables survive an interrupted run
+    print(table(rows))
+
+
+def save(rows: list[dict], args, started: float) -> None:
+    done = sorted({r["subject"] for r in rows})
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()} ({torch.get_num_threads()} threads), fp32, "
-              f"{len(args.subjects)} subjects ({', '.join(args.subjects)}), {args.seeds} seeds per prompt, "
-              f"toy oracle scorer; {time.time() - started:.0f} s in all. Mean ± spread over subjects.")
-    print(result)
+              f"subjects so far: {', '.join(done)} (of {', '.join(args.subjects)}), {args.seeds} seeds per prompt, "
+              f"toy oracle scorer; {time.time() - started:.0f} s so far. Mean ± spread over subjects.")
     (HERE / "locking.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2))
-    write_results(f"{header}\n\n{result}\n\n{PAPER}")
+    write_results(f"{header}\n\n{table(rows)}\n\n{PAPER}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """dreamlock: lock a subject into a text-to-image diffusion model from a few photos.
 
 The Python API mirrors the CLI: ``dreamlock.prepare(...)``, ``dreamlock.caption(...)``,
-``dreamlock.training(...)``, ``dreamlock.generation(...)``, ``dreamlock.evaluate(...)``,
-``dreamlock.exporting(...)``, ``dreamlock.demo(...)``. Imports are lazy so that ``import dreamlock``
+``dreamlock.train(...)``, ``dreamlock.generate(...)``, ``dreamlock.evaluate(...)``,
+``dreamlock.export(...)``, ``dreamlock.demo(...)``. Imports are lazy so that ``import dreamlock``
 stays fast and light.
 """
 
@@ -18,7 +18,7 @@ _API = {
     "caption": "dreamlock.data.caption:caption",
     "train": "dreamlock.training.api:train",
     "generate": "dreamlock.generation:generate",
-    "evaluate": "dreamlock.evaluate:evaluate",
+    "evaluate": "dreamlock.evaluation:evaluate",
     "export": "dreamlock.exporting:export",
     "demo": "dreamlock.toyworld.demo:demo",
 }

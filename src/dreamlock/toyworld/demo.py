@@ -59,7 +59,7 @@ def demo(out: str | Path = "dreamlock-demo", subject: str = "stripy-star", metho
     """Run the toy-world demo into ``out`` and return the path of its report."""
     from dreamlock.data.caption import caption
     from dreamlock.data.prepare import prepare
-    from dreamlock.evaluate import evaluate
+    from dreamlock.evaluation import evaluate
     from dreamlock.generation import generate
     from dreamlock.training.api import train
 
@@ -75,7 +75,7 @@ def demo(out: str | Path = "dreamlock-demo", subject: str = "stripy-star", metho
     _step(1, f"subject: {spec.describe()} -> {out / 'photos'}")
     write_reference_set(spec, out / "photos", n=5)
     _step(2, "prepare")
-    prepare(out / "photos", out / "data", size=64, crop="center")
+    prepare(out / "photos", out / "data", size=64, crop="center", min_size=64)
     _step(3, "caption")
     caption(out / "data", trigger=TRIGGER, class_word=spec.class_word)
     _step(4, f"train ({method}{' + prior preservation' if method != 'ti' else ''})")

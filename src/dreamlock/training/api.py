@@ -1,4 +1,4 @@
-"""`dreamlock.training(...)`: validate, load, train, save. A thin recipe over small builders."""
+"""`dreamlock.train(...)`: validate, load, train, save. A thin recipe over small builders."""
 
 from __future__ import annotations
 

@@ -1,0 +1,36 @@
+"""``dreamlock evaluate RUN --reference DIR``: likeness metrics + a report with image grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dreamlock.cli import app
+from dreamlock.cli.common import console, run_api
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run: str = typer.Argument(..., help="run folder (or model) to evaluate"),
+    reference: Path = typer.Option(..., "--reference", help="folder of the subject's reference images"),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="prompt file, one per line, {trigger}/{class_word} placeholders"),
+    seeds: int = typer.Option(8, "--seeds", min=1, help="images per prompt (seeds 0..N-1)"),
+    scorer: str = typer.Option("toy", "--scorer", help="toy or clip-dino"),
+    scorer_model: Optional[str] = typer.Option(None, "--scorer-model", help="clip-dino: DIR with clip/ and dino/, or CLIP_DIR,DINO_DIR"),
+    out: Optional[Path] = typer.Option(None, "--out", help="report folder (default RUN/evaluate)"),
+    trigger: Optional[str] = typer.Option(None, "--trigger", help="trigger word (default: the run's)"),
+    class_word: Optional[str] = typer.Option(None, "--class-word", help="class word (default: the run's)"),
+    steps: int = typer.Option(20, "--steps", min=1, help="sampling steps"),
+    guidance: float = typer.Option(5.0, "--guidance", help="classifier-free guidance scale"),
+    impostors: Optional[Path] = typer.Option(None, "--impostors", help="other subjects of the class, to calibrate class drift"),
+) -> None:
+    """Measure subject fidelity, prompt fidelity, class drift and diversity; write metrics.json + report.md."""
+    from dreamlock.evaluation import evaluate
+
+    result = run_api(lambda: evaluate(run, reference, prompts, seeds, scorer, out, steps, guidance, trigger, class_word,
+                                      scorer_model, impostors))
+    for name in ("subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_drift", "diversity"):
+        value = result.get(name)
+        console.print(f"{name:22s} {'n/a' if value is None else f'{value:.3f}'}", highlight=False)
