@@ -58,10 +58,11 @@ def run_one(work: Path, subject: str, name: str, seeds: int, steps: int | None) 
     run = work / subject / name.replace(" ", "").replace(",", "_").replace("+", "_")
     cfg = demo_train_config(refs, run, spec.class_word, method, steps, False, work / "class-cache")
     cfg.update(with_prior_preservation=prior, validation_prompt=[])
-    t = time.time()
+    train_s = None  # a run already on disk is reused (its time is in its logs)
     if not (run / "run.json").exists():
+        t = time.time()
         train(cfg)
-    train_s = time.time() - t
+        train_s = time.time() - t
     metrics = evaluate(run, refs, seeds=seeds, trigger=TRIGGER, class_word=spec.class_word, out=run / "evaluate", progress=False)
     return {"subject": subject, "config": name, "train_s": train_s, **{k: metrics.get(k) for k in METRICS}}
 
@@ -71,25 +72,25 @@ def run_base(work: Path, subject: str, seeds: int) -> dict:
     refs = work / subject / "refs"
     metrics = evaluate(shipped_base(), refs, seeds=seeds, trigger=TRIGGER, class_word=spec.class_word,
                        out=work / subject / "base-evaluate", progress=False)
-    return {"subject": subject, "config": "base model", "train_s": 0.0, **{k: metrics.get(k) for k in METRICS}}
+    return {"subject": subject, "config": "base model", "train_s": None, **{k: metrics.get(k) for k in METRICS}}
 
 
 def table(rows: list[dict]) -> str:
     names = ["base model"] + list(CONFIGS)
-    lines = ["| config | " + " | ".join(METRICS) + " | train s |", "|---" * (len(METRICS) + 2) + "|"]
+    lines = ["| config | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
     for name in names:
         group = [r for r in rows if r["config"] == name]
         if not group:
             continue
         cells = []
-        for k in METRICS + ["train_s"]:
+        for k in METRICS:
             vals = [r[k] for r in group if isinstance(r[k], (int, float))]
             if not vals:
                 cells.append("—")
                 continue
             mean = statistics.fmean(vals)
             spread = statistics.pstdev(vals) if len(vals) > 1 else 0.0
-            cells.append(f"{mean:.3f} ± {spread:.3f}" if k != "train_s" else f"{mean:.0f}")
+            cells.append(f"{mean:.3f} ± {spread:.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -103,6 +104,12 @@ def write_results(text: str) -> None:
     head, rest = body.split(start, 1)
     _, tail = rest.split(end, 1)
     path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+
+
+def rerender() -> None:
+    """Rewrite the RESULTS.md table from benchmarks/locking.json (after an interrupted run)."""
+    data = json.loads((HERE / "locking.json").read_text())
+    write_results(f"{data['header']}\n\n{table(data['rows'])}\n\n{PAPER}")
 
 
 def main() -> None:

@@ -19,8 +19,14 @@ SINGLE_FILE_SUFFIXES = {".safetensors"} | PICKLE_SUFFIXES
 
 
 def _quiet_transformers() -> None:
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    """Library chatter (deprecations, 'no LoRA keys for the text encoder') is not for our users."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
 
 
 def _load_folder(path: Path, dtype: torch.dtype) -> StableDiffusionPipeline:
