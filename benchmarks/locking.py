@@ -49,12 +49,17 @@ def cpu_name() -> str:
         return platform.processor() or "unknown"
 
 
+def ensure_refs(work: Path, subject: str) -> Path:
+    refs = work / subject / "refs"
+    if not refs.exists():
+        write_reference_set(builtin_subject(subject), refs, n=5)
+    return refs
+
+
 def run_one(work: Path, subject: str, name: str, seeds: int, steps: int | None) -> dict:
     method, prior = CONFIGS[name]
     spec = builtin_subject(subject)
-    refs = work / subject / "refs"
-    if not refs.exists():
-        write_reference_set(spec, refs, n=5)
+    refs = ensure_refs(work, subject)
     run = work / subject / name.replace(" ", "").replace(",", "_").replace("+", "_")
     cfg = demo_train_config(refs, run, spec.class_word, method, steps, False, work / "class-cache")
     cfg.update(with_prior_preservation=prior, validation_prompt=[])
@@ -69,7 +74,7 @@ def run_one(work: Path, subject: str, name: str, seeds: int, steps: int | None) 
 
 def run_base(work: Path, subject: str, seeds: int) -> dict:
     spec = builtin_subject(subject)
-    refs = work / subject / "refs"
+    refs = ensure_refs(work, subject)
     metrics = evaluate(shipped_base(), refs, seeds=seeds, trigger=TRIGGER, class_word=spec.class_word,
                        out=work / subject / "base-evaluate", progress=False)
     return {"subject": subject, "config": "base model", "train_s": None, **{k: metrics.get(k) for k in METRICS}}
@@ -119,11 +124,15 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--steps", type=int, default=None, help="override every recipe's step count")
     p.add_argument("--work", type=Path, default=Path("runs/locking"))
+    p.add_argument("--keep", action="store_true", help="keep rows of other subjects from locking.json")
     args = p.parse_args()
     torch.manual_seed(0)
     rows = []
+    if args.keep and (HERE / "locking.json").exists():
+        rows = [r for r in json.loads((HERE / "locking.json").read_text())["rows"] if r["subject"] not in args.subjects]
+        args.subjects = sorted({r["subject"] for r in rows}) + args.subjects
     started = time.time()
-    for subject in args.subjects:
+    for subject in [s for s in args.subjects if s not in {r["subject"] for r in rows}]:
         rows.append(run_base(args.work, subject, args.seeds))
         for name in args.configs:
             rows.append(run_one(args.work, subject, name, args.seeds, args.steps))

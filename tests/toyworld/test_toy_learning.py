@@ -20,14 +20,17 @@ MARGIN = 0.10  # subject_fidelity must rise at least this much above the base mo
 
 @pytest.mark.slow
 def test_lora_locks_the_subject(tmp_path):
-    """A short LoRA run (prior preservation on) raises subject fidelity above the base model's by MARGIN."""
+    """A short LoRA run (prior preservation on) raises subject fidelity above the base model's by MARGIN.
+
+    Measured on 2026-11-26 (benchmarks/locking.json, same recipe and seeds): 0.312 vs 0.153.
+    With 4 seeds and 20 class images the margin was only 0.08, so the test uses the benchmark's settings."""
     spec = builtin_subject("dotty-heart")
     refs = tmp_path / "refs"
     write_reference_set(spec, refs, n=5)
     cfg = demo_train_config(refs, tmp_path / "run", spec.class_word, "lora", None, False, tmp_path / "cache")
-    cfg.update(validation_prompt=[], num_class_images=20)
+    cfg.update(validation_prompt=[])  # the demo's LoRA recipe, as in benchmarks/locking.py
     run = train(cfg)
-    common = dict(seeds=4, trigger=TRIGGER, class_word=spec.class_word, progress=False)
+    common = dict(seeds=8, trigger=TRIGGER, class_word=spec.class_word, progress=False)
     trained = evaluate(run, refs, out=tmp_path / "eval", **common)
     base = evaluate(shipped_base(), refs, out=tmp_path / "eval-base", **common)
     assert trained["subject_fidelity"] >= base["subject_fidelity"] + MARGIN, (trained, base)
