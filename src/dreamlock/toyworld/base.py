@@ -151,17 +151,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--minutes", type=float, default=None, help="stop UNet training after this many minutes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ship", action="store_true", help="copy the result into the package assets")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     args = p.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     times = {}
     t = time.time()
-    data = write_pretraining_data(args.out / "data", args.images, args.seed)
-    times["render_s"] = time.time() - t
+    data, stats = args.out / "data", None
+    if not args.resume:
+        write_pretraining_data(data, args.images, args.seed)
+        times["render_s"] = time.time() - t
+        t = time.time()
+        stats = init_base(args.out / "init", args.vae_steps, args.vae_batch, args.seed, device)
+        times["vae_s"] = time.time() - t
     t = time.time()
-    stats = init_base(args.out / "init", args.vae_steps, args.vae_batch, args.seed, device)
-    times["vae_s"] = time.time() - t
-    t = time.time()
-    run = train(pretrain_config(args.out / "init", data, args.out / "run", args.steps, args.batch, args.minutes))
+    config = pretrain_config(args.out / "init", data, args.out / "run", args.steps, args.batch, args.minutes)
+    if args.resume:
+        shutil.rmtree(args.out / "run" / "final", ignore_errors=True)
+        (args.out / "run" / "run.json").unlink(missing_ok=True)
+        config["resume"] = "latest"
+    run = train(config)
     times["unet_s"] = time.time() - t
     summary = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", **times, "vae": stats,
                "steps_done": json.loads((run / "run.json").read_text())["step"], "args": {k: str(v) for k, v in vars(args).items()}}

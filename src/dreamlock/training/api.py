@@ -79,6 +79,8 @@ def prepare_trainer(config: TrainConfig) -> Trainer:
 def finish(trainer: Trainer) -> Path:
     """Save the final weights and run.json."""
     config = trainer.config
+    if config.checkpointing_steps and trainer.step % config.checkpointing_steps:
+        trainer.save_checkpoint()  # a run stopped by max_train_minutes stays resumable from where it stopped
     out = final_dir(trainer.run_dir)
     out.mkdir(parents=True, exist_ok=True)
     trainer.use_ema_weights()
