@@ -60,3 +60,15 @@ def test_resume_errors(make_config, tmp_path):
         ckpt.find_checkpoint(tmp_path, "latest")
     with pytest.raises(UserError, match="not a checkpoint folder"):
         ckpt.find_checkpoint(tmp_path, str(tmp_path))
+
+
+def test_stopped_run_stays_resumable(make_config, tmp_path):
+    """A run that ends between checkpoints (e.g. max_train_minutes) writes one at its last step."""
+    from dreamlock.training.api import finish
+
+    trainer = prepare_trainer(make_config(max_train_steps=5, checkpointing_steps=2))
+    trainer.run(stop_after=3)
+    finish(trainer)
+    assert [p.name for p in ckpt.checkpoint_dirs(tmp_path / "run")] == ["checkpoint-2", "checkpoint-3"]
+    resumed = prepare_trainer(make_config(max_train_steps=5, checkpointing_steps=2, resume="latest"))
+    assert resumed.step == 3
