@@ -91,8 +91,7 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "TrainConfig":
-        from dreamlock.errors import UserError
-
+        """Rules across keys; each message names the keys and the fix (shown as one line)."""
         if self.with_prior_preservation and not self.class_word and not self.class_prompt:
             raise ValueError("with_prior_preservation needs class_word (or class_prompt); set --class-word, e.g. dog")
         if self.prior_mode == "prior_prediction" and self.method not in ("lora", "pivotal") and self.with_prior_preservation:
@@ -103,7 +102,6 @@ class TrainConfig(StrictModel):
             raise ValueError("textual inversion trains only the new token; prior preservation does not apply (use --no-prior-preservation)")
         if self.method != "full" and self.use_ema:
             raise ValueError("use_ema is for method full")
-        del UserError
         return self
 
     @property
