@@ -24,7 +24,6 @@ def add_embeddings(pipe: StableDiffusionPipeline, path: Path) -> list[str]:
 def load_run_pipeline(
     run_dir: Path,
     lora_scale: float = 1.0,
-    fuse: bool = False,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[StableDiffusionPipeline, RunInfo]:
     """Load a run's result: the fine-tuned pipeline, or the base with LoRA / embeddings applied."""
@@ -39,15 +38,12 @@ def load_run_pipeline(
     if info.has_lora:
         pipe.load_lora_weights(str(final), weight_name=LORA_FILE, adapter_name="dreamlock")
         pipe.set_adapters(["dreamlock"], adapter_weights=[lora_scale])
-        if fuse:
-            pipe.fuse_lora(lora_scale=1.0, adapter_names=["dreamlock"])
-            pipe.unload_lora_weights()
     return pipe, info
 
 
-def load_pipeline(run_or_model: str | Path, lora_scale: float = 1.0, fuse: bool = False,
+def load_pipeline(run_or_model: str | Path, lora_scale: float = 1.0,
                   dtype: torch.dtype = torch.float32) -> tuple[StableDiffusionPipeline, RunInfo | None]:
     """A run folder gives its trained pipeline; anything else is loaded as a base model."""
     if is_run(Path(run_or_model)):
-        return load_run_pipeline(Path(run_or_model), lora_scale, fuse, dtype)
+        return load_run_pipeline(Path(run_or_model), lora_scale, dtype)
     return load_base_pipeline(run_or_model, dtype), None

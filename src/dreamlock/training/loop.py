@@ -43,8 +43,9 @@ class Trainer:
                  prompts: PromptEncoder, run_dir: Path, accelerator: Accelerator):
         self.config, self.adapter, self.method, self.data = config, adapter, method, data
         self.prompts, self.run_dir, self.accelerator = prompts, run_dir, accelerator
-        self.params = [p for g in method.param_groups() for p in g["params"]]
-        self.optimizer = make_optimizer(config, method.param_groups())
+        groups = method.param_groups()
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimizer = make_optimizer(config, groups)
         self.scheduler = get_scheduler(config.lr_scheduler, self.optimizer, num_warmup_steps=config.lr_warmup_steps,
                                        num_training_steps=config.max_train_steps)
         self.optimizer = accelerator.prepare(self.optimizer)
