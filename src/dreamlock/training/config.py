@@ -10,8 +10,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from dreamlock.config import CONFIG_VERSION, StrictModel
-
-Method = Literal["full", "lora", "ti", "pivotal"]
+from dreamlock.runs import Method
 Precision = Literal["auto", "no", "fp16", "bf16"]
 
 
