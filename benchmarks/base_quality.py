@@ -4,7 +4,9 @@ Generates one image per prompt for fresh random (class, colour, scene) prompts w
 and lets the toy oracle judge class, colour and scene. The bar (issue 4): each >= 90%.
 Also measures how the oracle judges clean renders of the same prompts (its own ceiling).
 
-    python benchmarks/base_quality.py [--n 96] [--seed 1000]
+    python benchmarks/base_quality.py [--n 96] [--seed 1000] [--guidance 1 2 5]
+
+The first guidance value (default: the toy model's ``GUIDANCE``) also draws the grid.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 
 from dreamlock.generation import load_generator
 from dreamlock.grid import make_grid
-from dreamlock.toyworld.base import shipped_base
+from dreamlock.toyworld.base import GUIDANCE, shipped_base
 from dreamlock.toyworld.oracle import load_oracle
 from dreamlock.toyworld.render import random_labels, render
 from dreamlock.toyworld.vocab import caption_for
@@ -27,7 +29,7 @@ from dreamlock.toyworld.vocab import caption_for
 HERE = Path(__file__).parent
 
 
-def measure(n: int = 96, seed: int = 1000, steps: int = 20, guidance: float = 5.0, grid: Path | None = None) -> dict:
+def measure(n: int = 96, seed: int = 1000, steps: int = 20, guidance: float = GUIDANCE, grid: Path | None = None) -> dict:
     """Oracle-judged prompt match of the base model on ``n`` fresh prompts (one fresh seed each)."""
     rng = np.random.default_rng(seed)
     labels = [random_labels(rng) for _ in range(n)]
@@ -50,15 +52,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=96)
     p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--guidance", type=float, nargs="+", default=[GUIDANCE])
     args = p.parse_args()
-    t = time.time()
-    result = measure(args.n, args.seed, grid=HERE / "base_quality_grid.png")
-    result["seconds"] = time.time() - t
-    result["threads"] = torch.get_num_threads()
-    print("| attribute | base model generations | clean renders (oracle ceiling) |\n|---|---|---|")
-    for key in ("class", "colour", "scene"):
-        print(f"| {key} | {result[key]:.1%} | {result[key + '_clean_renders']:.1%} |")
-    (HERE / "base_quality.json").write_text(json.dumps(result, indent=2))
+    results = {}
+    print("| guidance | class | colour | scene | clean renders (oracle ceiling) |\n|---|---|---|---|---|")
+    for i, guidance in enumerate(args.guidance):
+        t = time.time()
+        result = measure(args.n, args.seed, guidance=guidance, grid=HERE / "base_quality_grid.png" if i == 0 else None)
+        result.update(seconds=time.time() - t, threads=torch.get_num_threads(), n=args.n, seed=args.seed)
+        results[f"{guidance:g}"] = result
+        ceiling = "/".join(f"{result[k + '_clean_renders']:.0%}" for k in ("class", "colour", "scene"))
+        print(f"| {guidance:g} | {result['class']:.1%} | {result['colour']:.1%} | {result['scene']:.1%} | {ceiling} |", flush=True)
+    (HERE / "base_quality.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from dreamlock.evaluation import evaluate
-from dreamlock.toyworld.base import shipped_base
+from dreamlock.toyworld.base import GUIDANCE, shipped_base
 from dreamlock.toyworld.demo import TRIGGER, demo_train_config
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
 from dreamlock.training.api import train
@@ -68,14 +68,14 @@ def run_one(work: Path, subject: str, name: str, seeds: int, steps: int | None) 
         t = time.time()
         train(cfg)
         train_s = time.time() - t
-    metrics = evaluate(run, refs, seeds=seeds, trigger=TRIGGER, class_word=spec.class_word, out=run / "evaluate", progress=False)
+    metrics = evaluate(run, refs, seeds=seeds, guidance=GUIDANCE, trigger=TRIGGER, class_word=spec.class_word, out=run / "evaluate", progress=False)
     return {"subject": subject, "config": name, "train_s": train_s, **{k: metrics.get(k) for k in METRICS}}
 
 
 def run_base(work: Path, subject: str, seeds: int) -> dict:
     spec = builtin_subject(subject)
     refs = ensure_refs(work, subject)
-    metrics = evaluate(shipped_base(), refs, seeds=seeds, trigger=TRIGGER, class_word=spec.class_word,
+    metrics = evaluate(shipped_base(), refs, seeds=seeds, guidance=GUIDANCE, trigger=TRIGGER, class_word=spec.class_word,
                        out=work / subject / "base-evaluate", progress=False)
     return {"subject": subject, "config": "base model", "train_s": None, **{k: metrics.get(k) for k in METRICS}}
 

@@ -84,11 +84,11 @@ def generate(run_or_model: str | Path, prompts: list[str] | str, n: int = 4, see
         for i, prompt in enumerate(prompts):
             images = generator.images(prompt, seeds, steps, guidance, negative_prompt)
             for s, image in zip(seeds, images):
-                path = out / f"{i:02d}-{_slug(prompt)}-seed{s}.png"
+                path = out / f"{i:02d}-{_slug(generator.rewrite(prompt))}-seed{s}.png"
                 image.save(path)
                 written.append(path)
             if grid:
-                path = out / f"{i:02d}-{_slug(prompt)}-grid.png"
+                path = out / f"{i:02d}-{_slug(generator.rewrite(prompt))}-grid.png"
                 make_grid(images).save(path)
                 written.append(path)
             progress.advance(task, n)

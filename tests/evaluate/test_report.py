@@ -67,3 +67,15 @@ def test_cli_user_errors_exit_2(tmp_path, monkeypatch, subject, make_generator):
     write_reference_set(subject, ref, n=3)
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--reference", str(ref), "--scorer", "clip-dino"])
     assert result.exit_code == 2 and "--scorer-model" in result.output
+
+
+def test_reference_folder_reads_the_same_image_types_as_prepare(tmp_path):
+    """TIFF and WebP references count; sidecars, sub-folders named like images and other files do not."""
+    from dreamlock.evaluation import load_reference_images
+
+    for i, ext in enumerate(["png", "tif", "webp"]):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / f"ref{i}.{ext}", lossless=True)
+    (tmp_path / "ref0.txt").write_text("a photo of sks star\n")
+    (tmp_path / "folder.png").mkdir()
+    images = load_reference_images(tmp_path)
+    assert [im.getpixel((0, 0)) for im in images] == [(0, 0, 0), (40, 0, 0), (80, 0, 0)]

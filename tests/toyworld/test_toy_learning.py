@@ -10,27 +10,28 @@ import sys
 import pytest
 
 from dreamlock.evaluation import evaluate
-from dreamlock.toyworld.base import shipped_base
+from dreamlock.toyworld.base import GUIDANCE, shipped_base
 from dreamlock.toyworld.demo import TRIGGER, demo_train_config
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
 from dreamlock.training.api import train
 
-MARGIN = 0.10  # subject_fidelity must rise at least this much above the base model's
+MARGIN = 0.30  # subject_fidelity must rise at least this much above the base model's
 
 
 @pytest.mark.slow
 def test_lora_locks_the_subject(tmp_path):
-    """A short LoRA run (prior preservation on) raises subject fidelity above the base model's by MARGIN.
+    """The demo's LoRA recipe (prior preservation on) raises subject fidelity on the demo's subject
+    by MARGIN above the base model's, over recontextualisation prompts at the toy guidance.
 
-    Measured on 2026-11-26 (benchmarks/locking.json, same recipe and seeds): 0.312 vs 0.153.
-    With 4 seeds and 20 class images the margin was only 0.08, so the test uses the benchmark's settings."""
-    spec = builtin_subject("dotty-heart")
+    Measured on 2026-11-26 (benchmarks/locking.json, same recipe, subject and seeds): 0.691 vs 0.096.
+    dotty-heart, used here before, rises only 0.26 vs 0.17 (its yellow dots are not drawn)."""
+    spec = builtin_subject("stripy-star")
     refs = tmp_path / "refs"
     write_reference_set(spec, refs, n=5)
     cfg = demo_train_config(refs, tmp_path / "run", spec.class_word, "lora", None, False, tmp_path / "cache")
     cfg.update(validation_prompt=[])  # the demo's LoRA recipe, as in benchmarks/locking.py
     run = train(cfg)
-    common = dict(seeds=8, trigger=TRIGGER, class_word=spec.class_word, progress=False)
+    common = dict(seeds=8, guidance=GUIDANCE, trigger=TRIGGER, class_word=spec.class_word, progress=False)
     trained = evaluate(run, refs, out=tmp_path / "eval", **common)
     base = evaluate(shipped_base(), refs, out=tmp_path / "eval-base", **common)
     assert trained["subject_fidelity"] >= base["subject_fidelity"] + MARGIN, (trained, base)

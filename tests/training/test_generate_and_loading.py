@@ -56,3 +56,12 @@ def test_missing_paths_and_offline_hub_ids_are_one_line_errors(tmp_path):
         load_base_pipeline(tmp_path)
     with pytest.raises(UserError, match="could not be loaded from the hub"):
         load_base_pipeline("someone/some-model-that-is-not-cached")
+
+
+def test_generated_files_are_named_after_the_filled_prompt(make_config, tmp_path):
+    """Placeholders in a prompt are filled from the run before naming the files."""
+    from dreamlock.training.api import train
+
+    run = train(make_config(method="lora", max_train_steps=1))
+    files = generate(run, "a photo of {trigger} {class_word}", n=1, steps=2, out=tmp_path / "g")
+    assert [p.name for p in files] == ["00-a-photo-of-sks-dog-seed0.png"]

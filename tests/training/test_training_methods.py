@@ -101,6 +101,19 @@ def test_pivotal_trains_lora_and_embeddings(make_config, params, tiny_base):
     _assert_changes_generation(run_dir, tiny_base)
 
 
+def test_pivotal_with_text_encoder_lora_saves_only_lora_weights(make_config, params, tiny_base):
+    """With a text-encoder LoRA the vocabulary is resized; peft would then save the whole token
+    table into the LoRA file, which diffusers refuses to load. The embeddings go to their own file."""
+    from safetensors import safe_open
+
+    _, _, diff, run_dir = _train(make_config(method="pivotal", train_text_encoder=True), params)
+    assert any("lora_" in n for n in diff["te"])
+    with safe_open(str(run_dir / "final" / "pytorch_lora_weights.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert any(k.startswith("text_encoder.") for k in keys) and all("lora" in k for k in keys)
+    _assert_changes_generation(run_dir, tiny_base)
+
+
 @pytest.mark.parametrize("mode", ["class_images", "prior_prediction"])
 def test_lora_with_prior_preservation(make_config, params, mode):
     trainer, losses, diff, _ = _train(make_config(method="lora", with_prior_preservation=True, prior_mode=mode), params)

@@ -19,15 +19,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from dreamlock.data.imageio import is_image_name
 from dreamlock.errors import UserError, WorkError
 from dreamlock.evaluation import metrics as M
 from dreamlock.evaluation.prompts import EvalPrompt, default_prompts, fill, load_prompts, make_prompt, with_alternatives
 from dreamlock.evaluation.scorers import Scorer, get_scorer
 
 __all__ = ["evaluate", "evaluate_with", "load_reference_images"]
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-
 
 class ImageSource(Protocol):
     """Anything that turns a prompt and seeds into images (a run's generator, a fake in tests)."""
@@ -41,7 +39,7 @@ def load_reference_images(folder: str | Path) -> list[Image.Image]:
     if not folder.is_dir():
         raise UserError(f"--reference {folder}: folder not found (give the subject's reference images folder)")
     images = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+    for path in sorted(p for p in folder.iterdir() if is_image_name(p) and p.is_file()):
         try:
             with Image.open(path) as im:
                 images.append(im.convert("RGB"))

@@ -72,7 +72,9 @@ class LoRA(Method):
         }
         if self.config.train_text_encoder:
             te = self.adapter.text_encoder
-            kwargs["text_encoder_lora_layers"] = get_peft_model_state_dict(te)
+            # pivotal tuning resizes the vocabulary, and peft would then save the whole token
+            # table here ("auto"); the learned rows are saved in their own file instead
+            kwargs["text_encoder_lora_layers"] = get_peft_model_state_dict(te, save_embedding_layers=False)
             kwargs["text_encoder_lora_adapter_metadata"] = te.peft_config["default"].to_dict()
         StableDiffusionPipeline.save_lora_weights(final_dir, weight_name=LORA_FILE, safe_serialization=True, **kwargs)
         return []

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+from dreamlock.data.imageio import is_image_name
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Example:
 
 def find_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in Path(folder).iterdir() if is_image_name(p) and p.is_file())
 
 
 def read_caption(image: Path) -> str | None:
