@@ -19,9 +19,10 @@ from dreamlock.runs import RunInfo
 class Generator:
     """A loaded pipeline plus what the run knows: trigger, class word, learned tokens."""
 
-    def __init__(self, pipe, info: RunInfo | None):
+    def __init__(self, pipe, info: RunInfo | None, source: str | Path | None = None):
         self.pipe = pipe
         self.info = info
+        self.source = source  # the model folder (or file / hub id) it was loaded from
         pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
 
@@ -32,6 +33,13 @@ class Generator:
     @property
     def class_word(self) -> str | None:
         return self.info.class_word if self.info else None
+
+    @property
+    def default_guidance(self) -> float | None:
+        """The guidance the model (a run: its base model) recommends, if it names one."""
+        from dreamlock.model_defaults import model_guidance
+
+        return model_guidance(self.info.base if self.info else self.source)
 
     def rewrite(self, prompt: str) -> str:
         """Fill {trigger}/{class_word}; for TI runs map the trigger word to the learned token."""
@@ -58,7 +66,7 @@ class Generator:
 def load_generator(run_or_model: str | Path, lora_scale: float = 1.0) -> Generator:
     """Load a run folder (or a model folder / file / hub id) ready to generate."""
     pipe, info = load_pipeline(run_or_model, lora_scale=lora_scale)
-    return Generator(pipe, info)
+    return Generator(pipe, info, None if info else run_or_model)
 
 
 def _slug(text: str) -> str:
@@ -66,15 +74,19 @@ def _slug(text: str) -> str:
 
 
 def generate(run_or_model: str | Path, prompts: list[str] | str, n: int = 4, seed: int = 0, steps: int = 30,
-             guidance: float = 7.5, lora_scale: float = 1.0, out: str | Path = "generated", grid: bool = False,
+             guidance: float | None = None, lora_scale: float = 1.0, out: str | Path = "generated", grid: bool = False,
              negative_prompt: str | None = None) -> list[Path]:
-    """Generate ``n`` images per prompt (seeds ``seed``..``seed+n-1``); return the written files."""
+    """Generate ``n`` images per prompt (seeds ``seed``..``seed+n-1``); return the written files.
+
+    ``guidance`` None: the model's recommendation (``dreamlock.json``), else 7.5."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or not all(p.strip() for p in prompts):
         raise UserError("--prompt is empty; give at least one prompt, e.g. --prompt 'a photo of sks dog on the beach'")
     if n < 1 or steps < 1:
         raise UserError("-n and --steps must be at least 1")
     generator = load_generator(run_or_model, lora_scale)
+    if guidance is None:
+        guidance = generator.default_guidance if generator.default_guidance is not None else 7.5
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

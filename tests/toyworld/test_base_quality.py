@@ -19,3 +19,11 @@ def test_base_model_draws_what_the_prompt_asks():
     result = module.measure(n=96, seed=2024)
     for key in ("class", "colour", "scene"):
         assert result[key] >= 0.90, result
+
+
+def test_shipped_base_carries_its_guidance():
+    """`dreamlock generate/evaluate` on the toy model (or a run from it) default to GUIDANCE."""
+    from dreamlock.model_defaults import model_guidance
+    from dreamlock.toyworld.base import GUIDANCE, shipped_base
+
+    assert model_guidance(shipped_base()) == GUIDANCE == 1.0

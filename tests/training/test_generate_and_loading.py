@@ -65,3 +65,38 @@ def test_generated_files_are_named_after_the_filled_prompt(make_config, tmp_path
     run = train(make_config(method="lora", max_train_steps=1))
     files = generate(run, "a photo of {trigger} {class_word}", n=1, steps=2, out=tmp_path / "g")
     assert [p.name for p in files] == ["00-a-photo-of-sks-dog-seed0.png"]
+
+
+def test_model_carried_guidance_is_the_default(tiny_base, make_config, tmp_path):
+    """A model folder's dreamlock.json sets the guidance `generate` uses when none is given, and a
+    run inherits it from its base model; an explicit value still wins."""
+    import shutil
+
+    from dreamlock.model_defaults import write_model_defaults
+    from dreamlock.training.api import train
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_base, base)
+    write_model_defaults(base, 1.0)
+    assert load_generator(base).default_guidance == 1.0 and load_generator(tiny_base).default_guidance is None
+    run = train(make_config(method="lora", base=str(base), max_train_steps=1))
+    assert load_generator(run).default_guidance == 1.0
+
+    def image(**kw):
+        (path,) = generate(base, "a photo of a dog", n=1, steps=2, out=tmp_path / str(len(kw) and kw["guidance"]), **kw)
+        return np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(path), dtype=np.int16)
+
+    default, one, strong = image(), image(guidance=1.0), image(guidance=7.5)
+    assert np.array_equal(default, one) and np.abs(default - strong).max() > 0
+
+
+def test_bad_model_defaults_file_is_a_user_error(tmp_path):
+    from dreamlock.model_defaults import DEFAULTS_FILE, model_guidance
+
+    (tmp_path / DEFAULTS_FILE).write_text('{"guidance": "high"}')
+    with pytest.raises(UserError, match="must be a number"):
+        model_guidance(tmp_path)
+    (tmp_path / DEFAULTS_FILE).write_text("[1, 2]")
+    with pytest.raises(UserError, match="not a JSON object"):
+        model_guidance(tmp_path)
+    assert model_guidance(tmp_path / "missing") is None and model_guidance(None) is None

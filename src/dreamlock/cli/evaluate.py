@@ -23,7 +23,7 @@ def evaluate_command(
     trigger: Optional[str] = typer.Option(None, "--trigger", help="trigger word (default: the run's)"),
     class_word: Optional[str] = typer.Option(None, "--class-word", help="class word (default: the run's)"),
     steps: int = typer.Option(20, "--steps", min=1, help="sampling steps"),
-    guidance: float = typer.Option(5.0, "--guidance", help="classifier-free guidance scale"),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="classifier-free guidance scale [default: the model's, else 5.0]"),
     impostors: Optional[Path] = typer.Option(None, "--impostors", help="other subjects of the class, to calibrate class drift"),
 ) -> None:
     """Measure subject fidelity, prompt fidelity, class drift and diversity; write metrics.json + report.md."""

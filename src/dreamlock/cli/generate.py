@@ -18,7 +18,7 @@ def generate(
     n: int = typer.Option(4, "-n", help="images per prompt"),
     seed: int = typer.Option(0, help="first seed; image i uses seed+i"),
     steps: int = typer.Option(30, help="sampling steps"),
-    guidance: float = typer.Option(7.5, help="classifier-free guidance scale"),
+    guidance: Optional[float] = typer.Option(None, help="classifier-free guidance scale [default: the model's, else 7.5]"),
     lora_scale: float = typer.Option(1.0, help="LoRA strength"),
     negative_prompt: Optional[str] = typer.Option(None, help="negative prompt"),
     out: Path = typer.Option(Path("generated"), help="output folder"),

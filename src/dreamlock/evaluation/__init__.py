@@ -92,7 +92,7 @@ def evaluate_with(
     scorer: str | Scorer = "toy",
     out: str | Path | None = None,
     steps: int = 20,
-    guidance: float = 5.0,
+    guidance: float | None = None,
     trigger: str | None = None,
     class_word: str | None = None,
     scorer_model: str | None = None,
@@ -102,11 +102,15 @@ def evaluate_with(
 ) -> dict[str, Any]:
     """Generate every prompt x seed with ``generator``, score against ``reference_images``.
 
-    ``trigger``/``class_word`` default to the generator's attributes of the same name. Returns the
+    ``trigger``/``class_word`` default to the generator's attributes of the same name, ``guidance``
+    to its ``default_guidance`` (the model's recommendation), else 5.0. Returns the
     metrics dict (also written to ``out/metrics.json`` with ``out/report.md`` when ``out`` is given).
     """
     trigger = trigger or getattr(generator, "trigger", None)
     class_word = class_word or getattr(generator, "class_word", None)
+    if guidance is None:
+        recommended = getattr(generator, "default_guidance", None)
+        guidance = recommended if recommended is not None else 5.0
     if not trigger:
         raise UserError("no trigger word: pass --trigger (e.g. --trigger sks); the run does not record one")
     if not class_word:
@@ -201,7 +205,7 @@ def evaluate(
     scorer: str = "toy",
     out: str | Path | None = None,
     steps: int = 20,
-    guidance: float = 5.0,
+    guidance: float | None = None,
     trigger: str | None = None,
     class_word: str | None = None,
     scorer_model: str | None = None,

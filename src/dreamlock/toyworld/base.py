@@ -29,6 +29,7 @@ from diffusers import StableDiffusionPipeline
 from rich.progress import Progress
 
 from dreamlock.families.build import SDArch, build_sd_pipeline
+from dreamlock.model_defaults import write_model_defaults
 from dreamlock.toyworld.render import render_dataset
 from dreamlock.toyworld.vocab import caption_for, all_words
 
@@ -143,6 +144,7 @@ def ship(run_dir: Path, dest: Path = ASSET_DIR, dtype: torch.dtype = torch.float
     pipe = StableDiffusionPipeline.from_pretrained(run_dir / "final" / "pipeline", torch_dtype=dtype)
     shutil.rmtree(dest, ignore_errors=True)
     pipe.save_pretrained(dest, safe_serialization=True)
+    write_model_defaults(dest, GUIDANCE)  # `generate`/`evaluate` then default to it
     return dest
 
 
