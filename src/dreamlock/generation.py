@@ -22,7 +22,7 @@ class Generator:
     def __init__(self, pipe, info: RunInfo | None, source: str | Path | None = None):
         self.pipe = pipe
         self.info = info
-        self.source = source  # the model folder (or file / hub id) it was loaded from
+        self.source = source  # the run or model folder (or file / hub id) it was loaded from
         pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
 
@@ -66,7 +66,7 @@ class Generator:
 def load_generator(run_or_model: str | Path, lora_scale: float = 1.0) -> Generator:
     """Load a run folder (or a model folder / file / hub id) ready to generate."""
     pipe, info = load_pipeline(run_or_model, lora_scale=lora_scale)
-    return Generator(pipe, info, None if info else run_or_model)
+    return Generator(pipe, info, run_or_model)
 
 
 def _slug(text: str) -> str:
@@ -86,7 +86,8 @@ def generate(run_or_model: str | Path, prompts: list[str] | str, n: int = 4, see
         raise UserError("-n and --steps must be at least 1")
     generator = load_generator(run_or_model, lora_scale)
     if guidance is None:
-        guidance = generator.default_guidance if generator.default_guidance is not None else 7.5
+        recommended = generator.default_guidance
+        guidance = recommended if recommended is not None else 7.5
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -82,11 +82,11 @@ def test_model_carried_guidance_is_the_default(tiny_base, make_config, tmp_path)
     run = train(make_config(method="lora", base=str(base), max_train_steps=1))
     assert load_generator(run).default_guidance == 1.0
 
-    def image(**kw):
-        (path,) = generate(base, "a photo of a dog", n=1, steps=2, out=tmp_path / str(len(kw) and kw["guidance"]), **kw)
+    def image(name: str, guidance: float | None) -> np.ndarray:
+        (path,) = generate(base, "a photo of a dog", n=1, steps=2, guidance=guidance, out=tmp_path / name)
         return np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(path), dtype=np.int16)
 
-    default, one, strong = image(), image(guidance=1.0), image(guidance=7.5)
+    default, one, strong = image("default", None), image("one", 1.0), image("strong", 7.5)
     assert np.array_equal(default, one) and np.abs(default - strong).max() > 0
 
 
@@ -100,3 +100,22 @@ def test_bad_model_defaults_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not a JSON object"):
         model_guidance(tmp_path)
     assert model_guidance(tmp_path / "missing") is None and model_guidance(None) is None
+
+
+def test_training_takes_the_model_guidance_for_class_images_and_samples(tiny_base, make_config, tmp_path):
+    """Unset class-image / validation guidance come from the base model's dreamlock.json (else 7.5);
+    the resolved values are what config.toml records."""
+    import shutil
+
+    from dreamlock.model_defaults import write_model_defaults
+    from dreamlock.training.api import with_model_guidance
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_base, base)
+    write_model_defaults(base, 1.0)
+    resolved = with_model_guidance(make_config(base=str(base)))
+    assert (resolved.class_generation_guidance, resolved.validation_guidance) == (1.0, 1.0)
+    plain = with_model_guidance(make_config())
+    assert (plain.class_generation_guidance, plain.validation_guidance) == (7.5, 7.5)
+    explicit = with_model_guidance(make_config(base=str(base), class_generation_guidance=3.0))
+    assert (explicit.class_generation_guidance, explicit.validation_guidance) == (3.0, 1.0)

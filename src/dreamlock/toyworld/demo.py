@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from dreamlock.errors import UserError
-from dreamlock.toyworld.base import GUIDANCE, shipped_base
+from dreamlock.toyworld.base import shipped_base
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
 from dreamlock.toyworld.vocab import SCENES, caption_for, subject_prompt
 
@@ -52,9 +52,9 @@ def demo_train_config(data: Path, run: Path, class_word: str, method: str, steps
         # article-less "a photo of star" left "a photo of a star" free to drift to the subject
         with_prior_preservation=prior, class_prompt=caption_for(class_word, None, "plain"),
         num_class_images=8 if fast else 40, class_generation_steps=20,
-        class_generation_guidance=GUIDANCE, sample_batch_size=20, class_cache_dir=str(cache), seed=0,
+        sample_batch_size=20, class_cache_dir=str(cache), seed=0,
         validation_prompt=[subject_prompt(TRIGGER, class_word, s) for s in ("plain", "beach", "snow")],
-        num_validation_images=4, validation_guidance=GUIDANCE, **recipe,
+        num_validation_images=4, **recipe,
     )
 
 
@@ -90,9 +90,9 @@ def demo(out: str | Path = "dreamlock-demo", subject: str = "stripy-star", metho
     run = train(demo_train_config(out / "data", out / "run", spec.class_word, method, steps, fast, out / "class-images"))
     _step(5, "generate in new scenes")
     prompts = [subject_prompt(TRIGGER, spec.class_word, s) for s in SCENES]
-    generate(run, prompts, n=4, steps=20, guidance=GUIDANCE, out=out / "generated", grid=True)
+    generate(run, prompts, n=4, steps=20, out=out / "generated", grid=True)
     _step(6, "evaluate (trained run vs base model)")
-    common = dict(reference=out / "photos", seeds=n_seeds, steps=20, guidance=GUIDANCE, trigger=TRIGGER,
+    common = dict(reference=out / "photos", seeds=n_seeds, steps=20, trigger=TRIGGER,
                   class_word=spec.class_word, progress=True)
     trained = evaluate(run, out=out / "evaluation", **common)
     base = evaluate(shipped_base(), out=out / "evaluation-base", **common)
@@ -114,8 +114,8 @@ def write_report(out: Path, subject: str, method: str, trained: dict, base: dict
         "- Full evaluation with image grids: `evaluation/report.md` (base model: `evaluation-base/report.md`)",
         "",
         f"More images: `dreamlock generate {out / 'run'} --prompt \"a photo of {TRIGGER} {{class_word}} in the snow\" "
-        f"--guidance {GUIDANCE:g} --steps 20 --grid` (the toy model wants guidance {GUIDANCE:g}: it never learned an "
-        "empty prompt, see `dreamlock.toyworld.base.GUIDANCE`).",
+        "--steps 20 --grid` (the toy model samples at guidance 1 by default: its `dreamlock.json` says so, "
+        "because it never learned an empty prompt).",
         "",
     ])
     path = out / "REPORT.md"

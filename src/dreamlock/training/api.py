@@ -10,6 +10,7 @@ import torch
 from accelerate import Accelerator
 
 from dreamlock.config import dump_config, validate
+from dreamlock.model_defaults import model_guidance
 from dreamlock.families import get_family
 from dreamlock.methods import build_method
 from dreamlock.runs import RunInfo, final_dir, write_run
@@ -53,9 +54,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def with_model_guidance(config: TrainConfig) -> TrainConfig:
+    """Unset guidance fields take the base model's recommendation (``dreamlock.json``), else 7.5."""
+    unset = [k for k in ("class_generation_guidance", "validation_guidance") if getattr(config, k) is None]
+    if not unset:
+        return config
+    recommended = model_guidance(config.base)
+    value = recommended if recommended is not None else 7.5
+    return config.model_copy(update={k: value for k in unset})
+
+
 def prepare_trainer(config: TrainConfig) -> Trainer:
     """Everything up to the first step: checks, model, method, data, optimizer (and resume)."""
     validate_config(config)
+    config = with_model_guidance(config)  # before config.toml is written: it records the values used
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)

@@ -39,7 +39,7 @@ class TrainConfig(StrictModel):
     class_data_dir: Path | None = None
     class_cache_dir: Path | None = None  # default: ~/.cache/dreamlock/class_images
     class_generation_steps: int = Field(25, ge=1)
-    class_generation_guidance: float = 7.5
+    class_generation_guidance: float | None = None  # default: the base model's (dreamlock.json), else 7.5
     sample_batch_size: int = Field(4, ge=1)
     # optimisation
     resolution: int = Field(512, ge=8)
@@ -84,7 +84,7 @@ class TrainConfig(StrictModel):
     validation_steps: int | None = Field(None, ge=1)
     num_validation_images: int = Field(4, ge=1)
     validation_inference_steps: int = Field(20, ge=1)
-    validation_guidance: float = 7.5
+    validation_guidance: float | None = None  # default: the base model's (dreamlock.json), else 7.5
     logging_steps: int = Field(10, ge=1)
     num_threads: int | None = None  # CPU threads; default: torch's choice
 
