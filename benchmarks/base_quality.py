@@ -4,7 +4,7 @@ Generates one image per prompt for fresh random (class, colour, scene) prompts w
 and lets the toy oracle judge class, colour and scene. The bar (issue 4): each >= 90%.
 Also measures how the oracle judges clean renders of the same prompts (its own ceiling).
 
-    python benchmarks/base_quality.py [--n 96] [--seed 1000] [--guidance 1 2 5]
+    python benchmarks/base_quality.py [--n 96] [--seed 1000] [--guidance 1 2 5] [--model DIR] [--out FILE]
 
 The first guidance value (default: the toy model's ``GUIDANCE``) also draws the grid.
 """
@@ -29,11 +29,13 @@ from dreamlock.toyworld.vocab import caption_for
 HERE = Path(__file__).parent
 
 
-def measure(n: int = 96, seed: int = 1000, steps: int = 20, guidance: float = GUIDANCE, grid: Path | None = None) -> dict:
-    """Oracle-judged prompt match of the base model on ``n`` fresh prompts (one fresh seed each)."""
+def measure(n: int = 96, seed: int = 1000, steps: int = 20, guidance: float = GUIDANCE, grid: Path | None = None,
+            model: Path | None = None) -> dict:
+    """Oracle-judged prompt match of a base model (default: the shipped one) on ``n`` fresh prompts
+    (one fresh seed each)."""
     rng = np.random.default_rng(seed)
     labels = [random_labels(rng) for _ in range(n)]
-    gen = load_generator(shipped_base())
+    gen = load_generator(model or shipped_base())
     images = [gen.images(caption_for(lb["class"], lb["colour"], lb["scene"]), [seed + i], steps, guidance)[0]
               for i, lb in enumerate(labels)]
     oracle = load_oracle()
@@ -53,17 +55,22 @@ def main() -> None:
     p.add_argument("--n", type=int, default=96)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--guidance", type=float, nargs="+", default=[GUIDANCE])
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped toy base)")
+    p.add_argument("--out", type=Path, default=HERE / "base_quality.json")
+    p.add_argument("--grid", type=Path, default=HERE / "base_quality_grid.png")
     args = p.parse_args()
     results = {}
     print("| guidance | class | colour | scene | clean renders (oracle ceiling) |\n|---|---|---|---|---|")
     for i, guidance in enumerate(args.guidance):
         t = time.time()
-        result = measure(args.n, args.seed, guidance=guidance, grid=HERE / "base_quality_grid.png" if i == 0 else None)
-        result.update(seconds=time.time() - t, threads=torch.get_num_threads(), n=args.n, seed=args.seed)
+        result = measure(args.n, args.seed, guidance=guidance, grid=args.grid if i == 0 else None, model=args.model)
+        result.update(seconds=time.time() - t, threads=torch.get_num_threads(), n=args.n, seed=args.seed,
+                      model=str(args.model or "shipped"), cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                      date=time.strftime("%Y-%m-%d"))
         results[f"{guidance:g}"] = result
         ceiling = "/".join(f"{result[k + '_clean_renders']:.0%}" for k in ("class", "colour", "scene"))
         print(f"| {guidance:g} | {result['class']:.1%} | {result['colour']:.1%} | {result['scene']:.1%} | {ceiling} |", flush=True)
-    (HERE / "base_quality.json").write_text(json.dumps(results, indent=2))
+    args.out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ CONFIGS = {  # name -> (method, prior preservation)
     "ti": ("ti", False),
     "pivotal + prior": ("pivotal", True),
 }
-METRICS = ["subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_drift", "diversity"]
+METRICS = ["subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_drift", "class_drift_share", "diversity"]
 PAPER = """DreamBooth paper (Ruiz et al. 2023, DreamBench, real SD-size models): DINO real 0.774,
 DreamBooth-SD 0.668, Textual Inversion 0.569; CLIP-T DreamBooth-SD 0.305, TI 0.255; prior
 preservation lowers PRES (0.66 -> 0.49) and keeps diversity (0.37 -> 0.39)."""
@@ -89,7 +89,7 @@ def table(rows: list[dict]) -> str:
             continue
         cells = []
         for k in METRICS:
-            vals = [r[k] for r in group if isinstance(r[k], (int, float))]
+            vals = [r.get(k) for r in group if isinstance(r.get(k), (int, float))]
             if not vals:
                 cells.append("—")
                 continue

@@ -39,7 +39,7 @@ VARIANTS = {
     "pivotal_conv": ("pivotal", dict(lora_target_modules=TOY_LORA_TARGETS, max_train_steps=300)),
     "pivotal_conv_te": ("pivotal", dict(lora_target_modules=TOY_LORA_TARGETS, train_text_encoder=True, max_train_steps=300)),
 }
-METRICS = ["subject_fidelity_rel", "prompt_fidelity", "class_drift", "diversity"]
+METRICS = ["subject_fidelity_rel", "prompt_fidelity", "class_drift", "class_drift_share", "diversity"]
 
 
 def run_variant(work: Path, subject: str, name: str, seeds: int) -> dict:

@@ -41,6 +41,13 @@ class Generator:
 
         return model_guidance(self.info.base if self.info else self.source)
 
+    @property
+    def world(self) -> str | None:
+        """The world the model (a run: its base model) draws: ``"toy"``, or None for a real model."""
+        from dreamlock.model_defaults import model_world
+
+        return model_world(self.info.base if self.info else self.source)
+
     def rewrite(self, prompt: str) -> str:
         """Fill {trigger}/{class_word}; for TI runs map the trigger word to the learned token."""
         prompt = prompt.replace("{trigger}", self.trigger or "").replace("{class_word}", self.class_word or "")

@@ -1,9 +1,13 @@
-"""Fake generators that return toy renders, so the metric maths can be checked exactly."""
+"""Fake generators that return toy renders, so the metric maths can be checked exactly; a tiny
+random SD pipeline saved as a diffusers folder (a "real", non-toy model) for the codec and defaults."""
 
 from __future__ import annotations
 
+import string
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dreamlock.toyworld.render import Look, render_look
@@ -13,7 +17,10 @@ from dreamlock.toyworld.vocab import COLOURS, parse_text
 
 class RenderGenerator:
     """Renders ``subject_spec`` for subject prompts (in the prompted scene) and ``class_spec``
-    (a SubjectSpec, or None for plain objects of a random colour) for class prompts."""
+    (a SubjectSpec, or None for plain objects of a random colour) for class prompts. It draws the
+    toy world, and says so like a toy model does (``world``), so evaluate picks toy scorer and prompts."""
+
+    world = "toy"
 
     def __init__(self, subject_spec: SubjectSpec, class_spec: SubjectSpec | None = None, trigger="sks", class_word="star"):
         self.subject_spec, self.class_spec = subject_spec, class_spec
@@ -46,7 +53,46 @@ def references(subject):
     return reference_images(subject, n=5, seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """The tiny random test pipeline (32 px, no dreamlock.json: not the toy world)."""
+    from dreamlock.families.build import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("base") / "tiny")
+
+
 @pytest.fixture
 def make_generator():
     """The :class:`RenderGenerator` class, for tests to build fake generators."""
     return RenderGenerator
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads, and lose a lot on busy shared cores."""
+    from dreamlock.toyworld.oracle import single_thread
+
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dino(tmp_path_factory):
+    """A CLIP and a DINOv2 with random weights, a few KB each, saved like real checkpoints."""
+    from transformers import (BitImageProcessorPil, CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTokenizer,
+                              Dinov2Config, Dinov2Model)
+
+    root = tmp_path_factory.mktemp("scorer-models")
+    torch.manual_seed(0)
+    chars = list(string.ascii_lowercase)
+    vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)])}
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    clip = CLIPModel(CLIPConfig(text_config=dict(vocab_size=len(vocab), max_position_embeddings=64, **small),
+                                vision_config=dict(image_size=32, patch_size=8, **small), projection_dim=16))
+    clip.save_pretrained(root / "clip")
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(root / "clip")
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "clip")
+    Dinov2Model(Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             mlp_ratio=2)).save_pretrained(root / "dino")
+    BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "dino")
+    return root

@@ -12,10 +12,12 @@ from typer.testing import CliRunner
 from dreamlock.cli import app
 from dreamlock.evaluation import evaluate, evaluate_with
 from dreamlock.evaluation.report import image_grid
+from dreamlock.model_defaults import write_model_defaults
 from dreamlock.toyworld.subjects import write_reference_set
 
 
-METRICS = ("subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_drift", "diversity")
+METRICS = ("subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_drift", "class_drift_share", "diversity",
+           "diversity_measure")
 
 
 def test_report_files(tmp_path, subject, references, make_generator):
@@ -25,7 +27,9 @@ def test_report_files(tmp_path, subject, references, make_generator):
     for key in METRICS:
         assert data[key] == r[key]
     md = (out / "report.md").read_text()
-    assert "| `subject_fidelity` |" in md and "| `class_drift` |" in md
+    assert "| `subject_fidelity` |" in md and "| `class_drift` |" in md and "| `class_drift_share` |" in md
+    assert "Diversity measure: layout:" in md
+    assert "codec_ceiling" not in data and "Codec ceiling" not in md  # a stand-in generator has no VAE
     for entry in data["per_prompt"]:
         assert f"]({entry['grid']})" in md
         grid = Image.open(out / entry["grid"])
@@ -51,6 +55,7 @@ def test_evaluate_api_and_cli(tmp_path, monkeypatch, subject, make_generator):
     write_reference_set(subject, ref, n=4)
     run = tmp_path / "run"
     run.mkdir()
+    write_model_defaults(run, world="toy")  # the stand-in draws the toy world; its folder says so
     r = evaluate(run, ref, seeds=2, progress=False)
     assert (run / "evaluate" / "metrics.json").is_file() and r["subject_fidelity_rel"] > 0.8
     result = CliRunner().invoke(app, ["evaluate", str(run), "--reference", str(ref), "--seeds", "2", "--out", str(tmp_path / "o")])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import string
-
 import pytest
 import torch
 
@@ -34,37 +32,6 @@ def test_toy_scorer(references):
     assert scorer.impostors("dog") is None
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from threads, and lose a lot on busy shared cores."""
-    from dreamlock.toyworld.oracle import single_thread
-
-    with single_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_dino(tmp_path_factory):
-    """A CLIP and a DINOv2 with random weights, a few KB each, saved like real checkpoints."""
-    from transformers import (BitImageProcessorPil, CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTokenizer,
-                              Dinov2Config, Dinov2Model)
-
-    root = tmp_path_factory.mktemp("scorer-models")
-    torch.manual_seed(0)
-    chars = list(string.ascii_lowercase)
-    vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)])}
-    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    clip = CLIPModel(CLIPConfig(text_config=dict(vocab_size=len(vocab), max_position_embeddings=64, **small),
-                                vision_config=dict(image_size=32, patch_size=8, **small), projection_dim=16))
-    clip.save_pretrained(root / "clip")
-    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(root / "clip")
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "clip")
-    Dinov2Model(Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                             mlp_ratio=2)).save_pretrained(root / "dino")
-    BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "dino")
-    return root
-
-
 def test_clip_dino_plumbing(tiny_clip_dino, one_thread):
     scorer = get_scorer("clip-dino", str(tiny_clip_dino))
     images = [render("heart", "blue", "night", i) for i in range(3)]
@@ -81,9 +48,11 @@ def test_clip_dino_plumbing(tiny_clip_dino, one_thread):
 def test_clip_dino_evaluation_end_to_end(tiny_clip_dino, subject, references, make_generator, one_thread):
     r = evaluate_with(make_generator(subject), references, seeds=2, scorer="clip-dino",
                       scorer_model=str(tiny_clip_dino), progress=False)
-    for key in ("subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_drift", "diversity", "clip_t"):
+    for key in ("subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_drift", "class_drift_share", "diversity",
+                "clip_i", "clip_t"):
         assert r[key] is not None, key
     assert r["drift_calibration"]["source"] == "fallback"
+    assert r["diversity_measure"] == "layout" and "DINO" in r["diversity_measure_detail"]
 
 
 def test_clip_dino_missing_weights_is_one_line_user_error(tmp_path):
@@ -91,3 +60,41 @@ def test_clip_dino_missing_weights_is_one_line_user_error(tmp_path):
         with pytest.raises(UserError) as err:
             get_scorer("clip-dino", model)
         assert "\n" not in str(err.value) and "--scorer-model" in str(err.value)
+
+
+def test_clip_i_and_clip_t_on_subject_prompts_only(tiny_clip_dino, subject, references, one_thread):
+    """Known answer on the tiny CLIP: ``clip_i`` is the mean CLIP image cosine over all (subject
+    generation, reference) pairs, ``clip_t`` the mean image-text similarity of subject generations
+    to their prompt (trigger removed); class-prompt generations count in neither."""
+    from dreamlock.evaluation import score
+    from dreamlock.evaluation.prompts import make_prompt, with_alternatives
+    from dreamlock.toyworld.subjects import builtin_subject, reference_images
+
+    scorer = get_scorer("clip-dino", str(tiny_clip_dino))
+    prompts = with_alternatives([make_prompt(t, "sks", "star") for t in
+                                 ("a photo of sks star on the beach", "a photo of sks star at night", "a photo of a star")])
+    beach = [render("star", "red", "beach", i) for i in range(2)]
+    night = [render("star", "red", "night", i) for i in range(2)]
+    klass = reference_images(builtin_subject("dotty-heart"), n=2, seed=1)
+    r = score(scorer, references, prompts, [beach, night, klass], "star")
+    ref_feats = scorer.image_features(references)
+    expected_i = float((scorer.image_features(beach + night) @ ref_feats.T).mean())
+    expected_t = (sum(scorer.text_similarity(beach, "a photo of star on the beach"))
+                  + sum(scorer.text_similarity(night, "a photo of star at night"))) / 4
+    assert r["clip_i"] == pytest.approx(expected_i, abs=1e-5)
+    assert r["clip_t"] == pytest.approx(expected_t, abs=1e-5)
+    assert "clip_t" not in r["per_prompt"][2] and "clip_i" not in r["per_prompt"][2]
+    assert r["per_prompt"][0]["clip_t"] == pytest.approx(sum(scorer.text_similarity(beach, "a photo of star on the beach")) / 2, abs=1e-5)
+
+
+def test_clip_dino_layout_features_are_patch_maps(tiny_clip_dino, one_thread):
+    """Plumbing + known answer: DINO patch tokens come back as one [N, C, h, w] map (32 px / 8 px
+    patches: 4 x 4, CLS dropped); a repeated image has layout distance 0."""
+    from dreamlock.evaluation import metrics as M
+
+    scorer = get_scorer("clip-dino", str(tiny_clip_dino))
+    images = [render("heart", "blue", "night", i) for i in range(3)]
+    (maps,) = scorer.layout_features(images)
+    assert maps.shape == (3, 32, 4, 4)
+    assert M.pairwise_layout_distance(scorer.layout_features([images[0]] * 3)) == pytest.approx(0.0, abs=1e-5)
+    assert M.pairwise_layout_distance([maps]) > 0

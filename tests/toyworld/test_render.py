@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from dreamlock.toyworld import vocab
-from dreamlock.toyworld.render import Look, Pose, _shape_mask, render, render_dataset, render_look, write_dataset
+from dreamlock.toyworld.render import Look, Pose, shape_mask, render, render_dataset, render_look, write_dataset
 
 
 def test_same_seed_same_bytes_different_seed_differs():
@@ -64,7 +64,7 @@ def test_all_words_cover_captions_and_identifiers_are_unused():
 
 def test_silhouettes_are_distinct():
     pose = Pose(0.5, 0.5, 0.3, 0.0)
-    masks = {c: np.asarray(_shape_mask(c, pose, 256)) > 127 for c in vocab.CLASSES}
+    masks = {c: np.asarray(shape_mask(c, pose, 256)) > 127 for c in vocab.CLASSES}
     for a in vocab.CLASSES:
         for b in vocab.CLASSES:
             if a < b:

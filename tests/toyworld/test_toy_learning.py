@@ -12,7 +12,7 @@ import pytest
 from dreamlock.evaluation import evaluate
 from dreamlock.toyworld.base import GUIDANCE, shipped_base
 from dreamlock.toyworld.demo import TRIGGER, demo_train_config
-from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
+from dreamlock.toyworld.subjects import DEMO_SUBJECT, builtin_subject, write_reference_set
 from dreamlock.training.api import train
 
 MARGIN = 0.30  # subject_fidelity must rise at least this much above the base model's
@@ -23,9 +23,11 @@ def test_lora_locks_the_subject(tmp_path):
     """The demo's LoRA recipe (prior preservation on) raises subject fidelity on the demo's subject
     by MARGIN above the base model's, over recontextualisation prompts at the toy guidance.
 
-    Measured on 2026-11-26 (benchmarks/locking.json, same recipe, subject and seeds): 0.691 vs 0.096.
-    dotty-heart, used here before, rises only 0.26 vs 0.17 (its yellow dots are not drawn)."""
-    spec = builtin_subject("stripy-star")
+    Measured 2026-11-28 by the demo (same recipe, subject and seeds; refined VAE, oracle with hard
+    negatives, caption-dropout base; benchmarks/demo_dotty_heart.json): 0.349 vs -0.138. The
+    oracle's verdict accepts only 1 of 20 new-scene images (the dots are missing or the wrong
+    colour), so this test asserts the rise, not the lock (issue 15 part 4 re-chooses the recipe)."""
+    spec = builtin_subject(DEMO_SUBJECT)
     refs = tmp_path / "refs"
     write_reference_set(spec, refs, n=5)
     cfg = demo_train_config(refs, tmp_path / "run", spec.class_word, "lora", None, False, tmp_path / "cache")
@@ -47,8 +49,15 @@ def test_demo_fast_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
     assert (out / "REPORT.md").is_file() and (out / "evaluation" / "report.md").is_file()
     metrics = json.loads((out / "demo_metrics.json").read_text())
-    for key in ("prompt_fidelity", "class_drift"):  # fractions
+    for key in ("prompt_fidelity", "class_drift_share"):  # fractions
         assert 0.0 <= metrics["trained"][key] <= 1.0
-    assert -1.0 <= metrics["trained"]["subject_fidelity"] <= 1.0  # a cosine similarity
-    assert 0.0 <= metrics["trained"]["diversity"] <= 2.0  # a mean cosine distance
-    assert len(list((out / "generated").glob("*-grid.png"))) == 5
+    for key in ("subject_fidelity", "class_drift"):  # mean cosine similarities (class_drift: PRES)
+        assert -1.0 <= metrics["trained"][key] <= 1.0
+    assert 0.0 <= metrics["trained"]["diversity"] <= 2.0  # a mean layout distance (2 - 2 cos per position)
+    assert metrics["trained"]["codec_ceiling"]["resolution"] == 64
+    assert len(list((out / "generated").glob("*-grid.png"))) == 4  # beach, snow, forest, night
+    verdict = metrics["verdict"]
+    assert verdict["total"] == 20 and 0 <= verdict["accepted"] <= 20
+    report = (out / "REPORT.md").read_text()
+    assert verdict["line"] in report and "![references](evaluation/grids/references.png)" in report
+    assert report.count("![trained](evaluation/grids/") == 4 and report.count("![base](evaluation-base/grids/") == 4

@@ -8,10 +8,16 @@ by every scorer:
   reference-vs-reference similarity (off-diagonal pairs), so 1.0 means "as alike as the
   references are to each other".
 - ``prompt_fidelity``: fraction of subject-prompt generations whose prompted attributes match.
-- ``class_drift`` (PRES): fraction of class-prompt generations judged to be the subject, see
-  :func:`drift_threshold` (lower is better).
-- ``diversity`` (DIV): mean pairwise distance ``1 - cos`` among the generations of one prompt,
-  averaged over prompts.
+- ``class_drift`` (PRES, as the DreamBooth paper defines it): mean cosine similarity over all
+  (class-prompt generation, reference) pairs, i.e. :func:`subject_fidelity` of the class-prompt
+  generations (lower is better: the class prompt should not draw the subject).
+  ``class_drift_share``: the fraction of class-prompt generations judged to be the subject, see
+  :func:`drift_threshold`.
+- ``diversity`` (DIV): mean pairwise distance among the generations of one prompt, averaged over
+  prompts. With a scorer that gives layout feature maps it is :func:`layout_diversity` (a
+  perceptual distance that sees pose, position and scene, as the paper's LPIPS); otherwise the
+  older :func:`diversity`, ``1 - cos`` of identity embeddings (which measures identity
+  inconsistency rather than variety).
 """
 
 from __future__ import annotations
@@ -105,4 +111,45 @@ def pairwise_diversity(emb: torch.Tensor) -> float:
 def diversity(groups: Sequence[torch.Tensor]) -> float | None:
     """DIV: :func:`pairwise_diversity` per prompt, averaged over prompts with >= 2 images."""
     values = [pairwise_diversity(g) for g in groups if len(g) >= 2]
+    return sum(values) / len(values) if values else None
+
+
+def layout_distance_matrix(features: Sequence[torch.Tensor], eps: float = 1e-10) -> torch.Tensor:
+    """Pairwise perceptual distances [N, N] from per-layer spatial feature maps ([N, C, H, W] each).
+
+    The LPIPS recipe without its learned per-channel weights: each layer's features are normalised
+    to unit length over channels at every position, the squared difference is summed over
+    channels and averaged over positions, and the layers are averaged:
+    ``d(i, j) = mean_l mean_hw || f_l[i, :, h, w] - f_l[j, :, h, w] ||^2``. For one position this
+    is ``2 - 2 cos``, so non-negative (ReLU) features give distances in [0, 2]; identical images
+    give 0. Because it compares positions, it grows with changes of pose, position and scene.
+    """
+    if not features:
+        raise ValueError("no feature maps")
+    total = None
+    for f in features:
+        f = f.float()
+        f = f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
+        n, positions = f.shape[0], f.shape[2] * f.shape[3]
+        flat = f.reshape(n, -1)
+        sq = flat.pow(2).sum(dim=1) / positions
+        d = (sq[:, None] + sq[None, :] - 2 * (flat @ flat.T) / positions).clamp(min=0)
+        total = d if total is None else total + d
+    d = total / len(features)
+    d.fill_diagonal_(0)
+    return d
+
+
+def pairwise_layout_distance(features: Sequence[torch.Tensor]) -> float:
+    """Mean :func:`layout_distance_matrix` over distinct pairs of one prompt's generations (NaN below 2)."""
+    n = features[0].shape[0] if features else 0
+    if n < 2:
+        return float("nan")
+    return float(layout_distance_matrix(features).sum() / (n * (n - 1)))
+
+
+def layout_diversity(groups: Sequence[Sequence[torch.Tensor]]) -> float | None:
+    """DIV: :func:`pairwise_layout_distance` per prompt (``groups[i]``: that prompt's per-layer
+    feature maps), averaged over prompts with >= 2 images."""
+    values = [pairwise_layout_distance(g) for g in groups if g and g[0].shape[0] >= 2]
     return sum(values) / len(values) if values else None

@@ -3,6 +3,9 @@
 A prompt file has one prompt per line (blank lines and ``#`` comments skipped) with ``{trigger}``
 and ``{class_word}`` placeholders. A prompt that uses the trigger is a *subject* prompt (scored for
 subject and prompt fidelity); one without it is a *class* prompt (scored for class drift).
+
+Default prompts follow the model's world: :func:`default_prompts` for the toy world,
+:func:`dreambench_prompts` (the DreamBooth paper's evaluation prompts) for real models.
 """
 
 from __future__ import annotations
@@ -47,10 +50,84 @@ def make_prompt(text: str, trigger: str, class_word: str) -> EvalPrompt:
 
 
 def default_prompts(trigger: str, class_word: str) -> list[EvalPrompt]:
-    """The subject in every non-plain scene (absent from the plain-scene references), and the
+    """Toy-world prompts: the subject in every non-plain scene (absent from the plain-scene references), and the
     class word alone in every scene (for drift)."""
     subject = [subject_prompt(trigger, class_word, s) for s in SCENES if s != "plain"]
     klass = [caption_for(class_word, None, s) for s in SCENES]
+    return [make_prompt(t, trigger, class_word) for t in subject + klass]
+
+
+#: DreamBench's recontextualisation prompts for objects (Ruiz et al. 2023, DreamBooth, the
+#: paper's evaluation set): ``{trigger}`` is the unique identifier, ``{class_word}`` the class noun.
+DREAMBENCH_OBJECT_PROMPTS: tuple[str, ...] = (
+    "a {trigger} {class_word} in the jungle",
+    "a {trigger} {class_word} in the snow",
+    "a {trigger} {class_word} on the beach",
+    "a {trigger} {class_word} on a cobblestone street",
+    "a {trigger} {class_word} on top of pink fabric",
+    "a {trigger} {class_word} on top of a wooden floor",
+    "a {trigger} {class_word} with a city in the background",
+    "a {trigger} {class_word} with a mountain in the background",
+    "a {trigger} {class_word} with a blue house in the background",
+    "a {trigger} {class_word} on top of a purple rug in a forest",
+    "a {trigger} {class_word} with a wheat field in the background",
+    "a {trigger} {class_word} with a tree and autumn leaves in the background",
+    "a {trigger} {class_word} with the Eiffel Tower in the background",
+    "a {trigger} {class_word} floating on top of water",
+    "a {trigger} {class_word} floating in an ocean of milk",
+    "a {trigger} {class_word} on top of green grass with sunflowers around it",
+    "a {trigger} {class_word} on top of a mirror",
+    "a {trigger} {class_word} on top of the sidewalk in a crowded street",
+    "a {trigger} {class_word} on top of a dirt road",
+    "a {trigger} {class_word} on top of a white rug",
+    "a red {trigger} {class_word}",
+    "a purple {trigger} {class_word}",
+    "a shiny {trigger} {class_word}",
+    "a wet {trigger} {class_word}",
+    "a cube shaped {trigger} {class_word}",
+)
+
+#: DreamBench's recontextualisation prompts for live subjects (pets; used for people too).
+DREAMBENCH_LIVE_PROMPTS: tuple[str, ...] = (
+    *DREAMBENCH_OBJECT_PROMPTS[:10],
+    "a {trigger} {class_word} wearing a red hat",
+    "a {trigger} {class_word} wearing a santa hat",
+    "a {trigger} {class_word} wearing a rainbow scarf",
+    "a {trigger} {class_word} wearing a black top hat and a monocle",
+    "a {trigger} {class_word} in a chef outfit",
+    "a {trigger} {class_word} in a firefighter outfit",
+    "a {trigger} {class_word} in a police outfit",
+    "a {trigger} {class_word} wearing pink glasses",
+    "a {trigger} {class_word} wearing a yellow shirt",
+    "a {trigger} {class_word} in a purple wizard outfit",
+    *DREAMBENCH_OBJECT_PROMPTS[20:],
+)
+
+#: Class words that take the live-subject prompts (outfits, hats) instead of the object prompts.
+LIVE_CLASS_WORDS = frozenset({
+    "dog", "cat", "puppy", "kitten", "pet", "animal", "bird", "parrot", "rabbit", "bunny", "hamster", "horse",
+    "pony", "cow", "pig", "sheep", "goat", "fox", "bear", "monkey", "lion", "tiger", "wolf", "raccoon", "duck",
+    "person", "man", "woman", "boy", "girl", "child", "kid", "baby", "people", "guy", "lady", "gentleman",
+})
+
+
+def is_live_subject(class_word: str) -> bool:
+    """Whether the class word names a live subject (an animal or a person), read off its last word
+    (``corgi dog`` is a dog; ``dogs`` too)."""
+    words = re.findall(r"[a-z]+", class_word.lower())
+    if not words:
+        return False
+    last = words[-1]
+    return last in LIVE_CLASS_WORDS or (last.endswith("s") and last[:-1] in LIVE_CLASS_WORDS)
+
+
+def dreambench_prompts(trigger: str, class_word: str) -> list[EvalPrompt]:
+    """DreamBench's 25 recontextualisation prompts (the live-subject or the object set, by
+    :func:`is_live_subject`) as subject prompts, then the same 25 without the trigger as class
+    prompts (what the model draws for the bare class: class drift / PRES)."""
+    templates = DREAMBENCH_LIVE_PROMPTS if is_live_subject(class_word) else DREAMBENCH_OBJECT_PROMPTS
+    subject = [fill(t, trigger, class_word) for t in templates]
+    klass = [re.sub(r"\s+", " ", fill(t, "", class_word)).strip() for t in templates]
     return [make_prompt(t, trigger, class_word) for t in subject + klass]
 
 
@@ -79,4 +156,5 @@ def with_alternatives(prompts: list[EvalPrompt]) -> list[EvalPrompt]:
     return prompts
 
 
-__all__ = ["EvalPrompt", "default_prompts", "fill", "load_prompts", "make_prompt", "with_alternatives"]
+__all__ = ["DREAMBENCH_LIVE_PROMPTS", "DREAMBENCH_OBJECT_PROMPTS", "EvalPrompt", "default_prompts", "dreambench_prompts",
+           "fill", "is_live_subject", "load_prompts", "make_prompt", "with_alternatives"]

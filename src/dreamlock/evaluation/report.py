@@ -15,10 +15,13 @@ METRIC_NOTES: dict[str, str] = {
     "subject_fidelity": "mean cosine similarity, generated vs reference (identity embedding); higher is better",
     "subject_fidelity_rel": "subject_fidelity / reference-vs-reference similarity; 1.0 = as alike as the references",
     "prompt_fidelity": "fraction of subject generations whose prompted attributes match the prompt; higher is better",
-    "class_drift": "fraction of class-prompt generations judged to be the subject (PRES); lower is better",
-    "diversity": "mean pairwise 1 - cos among generations of one prompt, averaged (DIV); higher is more varied",
+    "judged_subject": "fraction of subject generations judged to be the subject (similarity above the threshold below)",
+    "class_drift": "PRES: mean cosine similarity, class-prompt generations vs reference (identity embedding); lower is better",
+    "class_drift_share": "fraction of class-prompt generations judged to be the subject (see threshold below); lower is better",
+    "diversity": "DIV: mean pairwise distance among generations of one prompt, averaged (measure below); higher is more varied",
     "class_diversity": "the same, over class prompts",
-    "clip_t": "mean CLIP image-text similarity to the prompt (clip-dino scorer only)",
+    "clip_i": "CLIP-I: mean CLIP image-embedding cosine, subject generations vs reference (clip-dino scorer only)",
+    "clip_t": "CLIP-T: mean CLIP image-text similarity of subject generations to their prompt (clip-dino scorer only)",
     "reference_self_similarity": "mean reference-vs-reference cosine similarity (off-diagonal)",
     "drift_threshold": "identity similarity to the reference centroid above which an image is 'the subject'",
 }
@@ -57,6 +60,7 @@ def write_report(
     result: dict[str, Any],
     generations: Sequence[Sequence[Image.Image]],
     references: Sequence[Image.Image],
+    codec_images: Sequence[Image.Image] | None = None,
 ) -> dict[str, Path]:
     """Write ``metrics.json``, ``report.md`` and ``grids/*.png`` into ``out``.
 
@@ -66,6 +70,8 @@ def write_report(
     grids = out / "grids"
     grids.mkdir(parents=True, exist_ok=True)
     image_grid(references).save(grids / "references.png")
+    if codec_images:
+        image_grid(codec_images).save(grids / "references-codec.png")
     rows = []
     for i, (entry, images) in enumerate(zip(result["per_prompt"], generations)):
         name = f"{i:02d}-{entry['kind']}-{_slug(entry['prompt'])}.png"
@@ -97,11 +103,24 @@ def render_markdown(result: dict[str, Any]) -> str:
     for name, note in METRIC_NOTES.items():
         if name in result:
             lines.append(f"| `{name}` | {_fmt(result[name])} | {note} |")
+    if "diversity_measure" in result:
+        lines += ["", f"Diversity measure: {result['diversity_measure']}: {result.get('diversity_measure_detail', '')}."]
+    codec = result.get("codec_ceiling")
+    if codec:
+        lines += ["", f"Codec ceiling: the references sent through the model's VAE at {codec.get('resolution', '?')} px "
+                  f"score `subject_fidelity` {_fmt(codec['subject_fidelity'])} (`_rel` {_fmt(codec['subject_fidelity_rel'])}) "
+                  f"against the other references; the generations score {_fmt(result.get('subject_fidelity'))} "
+                  f"(`_rel` {_fmt(result.get('subject_fidelity_rel'))}). A ceiling well below `_rel` 1.0 is a codec limit; "
+                  f"generations well below the ceiling are a training limit. (Each reference vs its own round trip: "
+                  f"{_fmt(codec.get('same_image'))}.)"]
     calib = result.get("drift_calibration", {})
     if calib:
         lines += ["", "Class-drift threshold calibration: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in calib.items())]
-    lines += ["", "## References", "", "![references](grids/references.png)", "", "## Prompts", "",
-              "| # | prompt | kind | prompt match | subject fidelity | judged subject | diversity |",
+    lines += ["", "## References", "", "![references](grids/references.png)"]
+    if codec:
+        lines += ["", "After the VAE round trip:", "", "![references after the VAE](grids/references-codec.png)"]
+    lines += ["", "## Prompts", "",
+              "| # | prompt | kind | prompt match | subject fidelity (class rows: PRES) | judged subject | diversity |",
               "|---|---|---|---|---|---|---|"]
     for i, e in enumerate(result.get("per_prompt", [])):
         lines.append(f"| {i} | {e['prompt']} | {e['kind']} | {_fmt(e.get('prompt_fidelity'))} | "

@@ -14,12 +14,14 @@ from rich.console import Console
 
 from dreamlock.errors import UserError
 from dreamlock.toyworld.base import shipped_base
-from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
+from dreamlock.toyworld.subjects import DEMO_SUBJECT, builtin_subject, write_reference_set
 from dreamlock.toyworld.vocab import SCENES, caption_for, subject_prompt
 
 console = Console(stderr=True)
 
 TRIGGER = "sks"
+#: The scenes the subject's photos never show (they are all on the plain backdrop).
+NEW_SCENES = [s for s in SCENES if s != "plain"]
 #: LoRA on every UNet layer with weights, ResNet convolutions included: the toy UNet has attention
 #: only at 8x8 and 4x4, and attention-only LoRA did not draw a subject's colour or detail
 #: (subject_fidelity_rel 0.19 vs 0.62 at 300 steps on the tuning subjects; benchmarks/RESULTS.md).
@@ -62,7 +64,7 @@ def _step(n: int, text: str) -> None:
     console.rule(f"[bold]{n}/7[/] {text}")
 
 
-def demo(out: str | Path = "dreamlock-demo", subject: str = "stripy-star", method: str = "lora",
+def demo(out: str | Path = "dreamlock-demo", subject: str = DEMO_SUBJECT, method: str = "lora",
          steps: int | None = None, fast: bool = False, seeds: int | None = None) -> Path:
     """Run the toy-world demo into ``out`` and return the path of its report."""
     from dreamlock.data.caption import caption
@@ -89,38 +91,89 @@ def demo(out: str | Path = "dreamlock-demo", subject: str = "stripy-star", metho
     _step(4, f"train ({method}{' + prior preservation' if method != 'ti' else ''})")
     run = train(demo_train_config(out / "data", out / "run", spec.class_word, method, steps, fast, out / "class-images"))
     _step(5, "generate in new scenes")
-    prompts = [subject_prompt(TRIGGER, spec.class_word, s) for s in SCENES]
-    generate(run, prompts, n=4, steps=20, out=out / "generated", grid=True)
+    prompts = [subject_prompt(TRIGGER, spec.class_word, s) for s in NEW_SCENES]  # 4 scenes x 5 = 20 images
+    written = generate(run, prompts, n=5, steps=20, out=out / "generated", grid=True)
     _step(6, "evaluate (trained run vs base model)")
     common = dict(reference=out / "photos", seeds=n_seeds, steps=20, trigger=TRIGGER,
                   class_word=spec.class_word, progress=True)
     trained = evaluate(run, out=out / "evaluation", **common)
     base = evaluate(shipped_base(), out=out / "evaluation-base", **common)
     _step(7, "report")
-    report = write_report(out, spec.describe(), method, trained, base, time.time() - started)
-    console.print(f"[green]demo done[/] in {time.time() - started:.0f} s: open {report}")
+    verdict = judge_generations(out / "photos", [p for p in written if not p.name.endswith("-grid.png")])
+    report = write_report(out, spec.describe(), method, trained, base, time.time() - started, verdict)
+    console.print(f"[green]demo done[/] in {time.time() - started:.0f} s: {verdict['line']}\nopen {report}")
     return report
 
 
-def write_report(out: Path, subject: str, method: str, trained: dict, base: dict, seconds: float) -> Path:
-    keys = ["subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_drift", "diversity"]
+#: The demo calls the subject locked when the oracle recognises it in at least this share of its
+#: new-scene generations (16 of 20).
+LOCKED_SHARE = 0.8
+
+
+def judge_generations(reference_dir: Path, images: list[Path]) -> dict:
+    """How many generations the toy oracle accepts as the subject (similarity to the reference
+    centroid above its calibrated threshold), and a one-line verdict."""
+    from PIL import Image
+
+    from dreamlock.evaluation import load_reference_images
+    from dreamlock.evaluation.metrics import is_subject
+    from dreamlock.evaluation.scorers.toy import ToyScorer
+
+    scorer = ToyScorer()
+    ref = scorer.embed(load_reference_images(reference_dir))
+    generated = [Image.open(p).convert("RGB") for p in images]
+    judged = is_subject(scorer.embed(generated), ref, scorer.subject_threshold)
+    n, k = len(judged), sum(judged)
+    locked = n > 0 and k >= LOCKED_SHARE * n
+    line = (f"{'Locked' if locked else 'Not locked'}: the oracle recognises the subject (outline, body colour and "
+            f"detail) in {k} of {n} new-scene generations{'' if locked else f'; the demo asks for {LOCKED_SHARE:.0%}'}.")
+    return {"accepted": k, "total": n, "locked": locked, "line": line,
+            "per_image": {p.name: bool(j) for p, j in zip(images, judged)}}
+
+
+def _scene_rows(trained: dict, base: dict) -> list[str]:
+    """Markdown rows: one per subject prompt, the trained run's grid beside the base model's."""
+    rows = ["| prompt | trained run | base model |", "|---|---|---|"]
+    for t, b in zip(trained.get("per_prompt", []), base.get("per_prompt", [])):
+        if t.get("kind") != "subject" or "grid" not in t:
+            continue
+        rows.append(f"| {t['prompt']}<br>subject fidelity {_fmt(t.get('subject_fidelity'))} vs "
+                    f"{_fmt(b.get('subject_fidelity'))}<br>judged subject {_fmt(t.get('judged_subject'))} vs "
+                    f"{_fmt(b.get('judged_subject'))} | ![trained](evaluation/{t['grid']}) | "
+                    f"![base](evaluation-base/{b['grid']}) |")
+    return rows
+
+
+def write_report(out: Path, subject: str, method: str, trained: dict, base: dict, seconds: float,
+                 verdict: dict | None = None) -> Path:
+    keys = ["subject_fidelity", "subject_fidelity_rel", "judged_subject", "prompt_fidelity", "class_drift",
+            "class_drift_share", "diversity"]
     rows = [f"| {k} | {_fmt(trained.get(k))} | {_fmt(base.get(k))} |" for k in keys]
+    codec = trained.get("codec_ceiling") or {}
     text = "\n".join([
         "# dreamlock demo", "",
         f"Subject: **{subject}** (trigger `{TRIGGER}`), method `{method}`, {seconds:.0f} s end to end.", "",
+        f"**{verdict['line']}**" if verdict else "", "",
+        "## The subject's photos", "", "![references](evaluation/grids/references.png)", "",
+        *(["After the model's VAE round trip (the best any generation can look; `subject_fidelity_rel` "
+           f"{_fmt(codec.get('subject_fidelity_rel'))}):", "", "![references after the VAE](evaluation/grids/references-codec.png)", ""]
+          if codec else []),
+        "## New scenes: trained run vs base model", "", *_scene_rows(trained, base), "",
+        "## Metrics", "",
         "| metric | trained run | base model |", "|---|---|---|", *rows, "",
         "- Reference photos: `photos/`; prepared data: `data/`; run: `run/` (samples in `run/samples/`)",
         "- Generations in new scenes: `generated/*-grid.png`",
         "- Full evaluation with image grids: `evaluation/report.md` (base model: `evaluation-base/report.md`)",
         "",
         f"More images: `dreamlock generate {out / 'run'} --prompt \"a photo of {TRIGGER} {{class_word}} in the snow\" "
-        "--steps 20 --grid` (the toy model samples at guidance 1 by default: its `dreamlock.json` says so, "
-        "because it never learned an empty prompt).",
+        "--steps 20 --grid` (the toy model samples at guidance 1 by default, as its `dreamlock.json` says; "
+        "`--guidance 5` works too).",
         "",
     ])
     path = out / "REPORT.md"
     path.write_text(text)
-    (out / "demo_metrics.json").write_text(json.dumps({"trained": trained, "base": base, "seconds": seconds}, indent=2, default=str))
+    (out / "demo_metrics.json").write_text(json.dumps({"trained": trained, "base": base, "seconds": seconds,
+                                                       "verdict": verdict}, indent=2, default=str))
     return path
 
 

@@ -2,20 +2,33 @@
 
 It predicts class, colour and scene (and a subject's detail and detail colour), and gives a
 64-d L2-normalised identity embedding in which renders of the same subject cluster and different
-subjects separate, whatever the scene. It is trained from scratch on renders with augmentation
-(elastic warp, coloured specks, down-up scaling, blur, colour jitter with small hue shifts, noise)
-because it must judge blurry, blotchy generations from a small diffusion model. The shipped weights live in ``assets/oracle.safetensors`` (+
-``oracle.json``); reproduce them with::
+subjects separate, whatever the scene. It is trained on renders with augmentation (elastic warp,
+coloured specks, down-up scaling, blur, colour jitter with small hue shifts, noise) because it must
+judge blurry, blotchy generations from a small diffusion model.
 
-    python -m dreamlock.toyworld.oracle --out src/dreamlock/toyworld/assets --max-minutes 5
+Its identity embedding must need outline, body colour and detail together: each batch also holds
+hard negatives (:mod:`dreamlock.toyworld.negatives`: the subject's colours and pattern through a
+wrong or broken outline, bands, blobs, pieces, the outline without the detail, other colours),
+pushed away by the contrastive loss and below a margin by :func:`negative_hinge`. Subject looks in
+``negatives.held_out`` (about 15%, and the built-in subjects) never appear in training, so the
+verdict can be checked on looks the oracle has not seen. The verdict threshold
+(``subject_threshold``: cosine to the reference centroid) is chosen on trained looks and reported
+on held-out ones (``verification`` in ``oracle.json``; ``benchmarks/lab.py``).
 
-(``--max-minutes`` cuts the run into resumable chunks: repeat the command until it writes the
+The shipped weights live in ``assets/oracle.safetensors`` (+ ``oracle.json``, which records the
+command). They are the first oracle (2000 steps from scratch, no negatives; commit 8a4c9dc)
+fine-tuned with hard negatives::
+
+    python -m dreamlock.toyworld.oracle --out src/dreamlock/toyworld/assets --steps 1000 --lr 1e-3 \
+        --neg-views 2 --neg-margin 0.2 --init OLD_ORACLE_DIR
+
+(``--max-minutes`` cuts a run into resumable chunks: repeat the command until it writes the
 weights; the result is the same as one uninterrupted run.)
 
-Training objective: cross-entropy on every attribute head, plus a supervised-contrastive loss on
-the embedding whose positives are renders of the same look (class, colour, detail, detail colour)
-in different poses and scenes; plain objects take part as looks of their own, so a plain red star
-and a red star with white stripes are pushed apart.
+Training objective: cross-entropy on every attribute head (positives only), plus a
+supervised-contrastive loss on the embedding whose positives are renders of the same look (class,
+colour, detail, detail colour) in different poses and scenes; plain objects take part as looks of
+their own, so a plain red star and a red star with white stripes are pushed apart.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dreamlock.errors import UserError
+from dreamlock.toyworld.negatives import NEGATIVE_KINDS, held_out, look_key, render_negative, render_negative_with_look
 from dreamlock.toyworld.render import Look, render_look
 from dreamlock.toyworld.subjects import make_subject
 from dreamlock.toyworld.vocab import CLASSES, COLOURS, DETAIL_COLOURS, DETAILS, SCENES
@@ -123,6 +137,8 @@ class Oracle:
         self.config = config
         self.heads: dict[str, list[str]] = config["heads"]
         self.size: int = config.get("input_size", 64)
+        #: Cosine to the reference centroid above which an image is the subject (None: not calibrated).
+        self.subject_threshold: float | None = config.get("subject_threshold")
 
     @torch.no_grad()
     def forward(self, images: Sequence[Image.Image], batch_size: int = 256) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -184,46 +200,64 @@ def load_oracle(path: str | Path | None = None) -> Oracle:
 
 @dataclass
 class Pool:
-    """Pre-rendered training views: images [N, 64, 64, 3] uint8, labels per head, look ids."""
+    """Pre-rendered training views: images [N, 64, 64, 3] uint8, labels per head, look ids; and hard
+    negatives (``neg_images``), each made from look ``neg_owner`` with identity id ``neg_ids``."""
 
     images: np.ndarray
     labels: dict[str, np.ndarray]
     look_ids: np.ndarray
     views: int
+    neg_images: np.ndarray
+    neg_owner: np.ndarray
+    neg_ids: np.ndarray
 
 
 def _random_look(rng: np.random.Generator, plain_fraction: float) -> Look:
+    """A random training look: plain, or a subject look that is not held out (see ``negatives.held_out``)."""
     if rng.random() < plain_fraction:
         return Look(CLASSES[int(rng.integers(len(CLASSES)))], list(COLOURS)[int(rng.integers(len(COLOURS)))])
-    return make_subject(rng).look()
+    while True:
+        look = make_subject(rng).look()
+        if not held_out(look):
+            return look
 
 
-def _look_key(look: Look) -> tuple:
-    return (look.cls, look.colour, look.detail, look.detail_colour)
+def _render_looks(args: tuple[int, int, int, int, float, int]) -> list[tuple]:
+    """Render looks ``start..stop`` (each from its own ``(seed, i)`` generator): a worker's share.
 
-
-def _render_looks(args: tuple[int, int, int, int, float]) -> list[tuple[np.ndarray, dict[str, str], tuple]]:
-    """Render looks ``start..stop`` (each from its own ``(seed, i)`` generator): a worker's share."""
-    seed, start, stop, views, plain_fraction = args
+    Per look: ``views`` positives ``(image, labels, look key)`` and, for subject looks,
+    ``neg_views`` hard negatives ``(image, None, negative key)``."""
+    seed, start, stop, views, plain_fraction, neg_views = args
     out = []
     for i in range(start, stop):
         rng = np.random.default_rng([seed, i])
         look = _random_look(rng, plain_fraction)
+        items = []
         for _ in range(views):
             scene = SCENES[int(rng.integers(len(SCENES)))]
             values = {"class": look.cls, "colour": look.colour, "scene": scene, "detail": look.detail,
                       "detail_colour": look.detail_colour or "none"}
-            out.append((np.asarray(render_look(look, scene, rng)), values, _look_key(look)))
+            items.append((np.asarray(render_look(look, scene, rng)), values, look_key(look)))
+        for j in range(neg_views if look.detail != "none" else 0):
+            kind = NEGATIVE_KINDS[int(rng.integers(len(NEGATIVE_KINDS)))]
+            scene = SCENES[int(rng.integers(len(SCENES)))]
+            image, painted = render_negative_with_look(look, kind, scene, rng)
+            key = look_key(painted) if painted is not None else ("negative", kind, i, j)
+            items.append((np.asarray(image), None, key))
+        out.append(items)
     return out
 
 
-def build_pool(n_looks: int, views: int, seed: int, plain_fraction: float = 0.4, workers: int = 1) -> Pool:
-    """Render ``views`` poses (each on a random scene) of ``n_looks`` random looks.
+def build_pool(n_looks: int, views: int, seed: int, plain_fraction: float = 0.3, workers: int = 1, neg_views: int = 2) -> Pool:
+    """Render ``views`` poses (each on a random scene) of ``n_looks`` random looks, plus
+    ``neg_views`` hard negatives of each subject look.
 
     Look ``i`` depends only on ``(seed, i)``, so the pool is the same for any number of workers.
+    A negative that is itself a valid look (another outline, no detail, other colours) shares that
+    look's identity id; a broken shape (ellipse, blob, band, pieces) gets an id of its own.
     """
     chunk = 250
-    jobs = [(seed, a, min(a + chunk, n_looks), views, plain_fraction) for a in range(0, n_looks, chunk)]
+    jobs = [(seed, a, min(a + chunk, n_looks), views, plain_fraction, neg_views) for a in range(0, n_looks, chunk)]
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -231,22 +265,29 @@ def build_pool(n_looks: int, views: int, seed: int, plain_fraction: float = 0.4,
             parts = list(ex.map(_render_looks, jobs))
     else:
         parts = [_render_looks(j) for j in jobs]
-    items = [item for part in parts for item in part]
+    looks = [items for part in parts for items in part]
     keys: dict[tuple, int] = {}
-    images = np.stack([img for img, _, _ in items])
-    labels = {k: np.array([HEADS[k].index(v[k]) for _, v, _ in items], dtype=np.int64) for k in HEADS}
-    look_ids = np.array([keys.setdefault(key, len(keys)) for _, _, key in items], dtype=np.int64)
-    return Pool(images, labels, look_ids, views)
+    pos = [(li, it) for li, items in enumerate(looks) for it in items if it[1] is not None]
+    neg = [(li, it) for li, items in enumerate(looks) for it in items if it[1] is None]
+    images = np.stack([it[0] for _, it in pos])
+    labels = {k: np.array([HEADS[k].index(it[1][k]) for _, it in pos], dtype=np.int64) for k in HEADS}
+    look_ids = np.array([keys.setdefault(it[2], len(keys)) for _, it in pos], dtype=np.int64)
+    neg_ids = np.array([keys.setdefault(it[2], len(keys)) for _, it in neg], dtype=np.int64)
+    neg_images = np.stack([it[0] for _, it in neg]) if neg else np.zeros((0, *images.shape[1:]), np.uint8)
+    return Pool(images, labels, look_ids, views, neg_images, np.array([li for li, _ in neg], dtype=np.int64), neg_ids)
 
 
-def _sample_batch(pool: Pool, looks_per_batch: int, gen: torch.Generator) -> np.ndarray:
-    """Indices of 2 different views of each of ``looks_per_batch`` random looks."""
+def _sample_batch(pool: Pool, looks_per_batch: int, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of 2 different views of each of ``looks_per_batch`` random looks, and of every hard
+    negative made from those looks."""
     n_looks = len(pool.images) // pool.views
     k = min(looks_per_batch, n_looks)
     looks = torch.randperm(n_looks, generator=gen)[:k]
     a = torch.randint(pool.views, (k,), generator=gen)
     b = (a + 1 + torch.randint(pool.views - 1, (k,), generator=gen)) % pool.views
-    return torch.cat([looks * pool.views + a, looks * pool.views + b]).numpy()
+    positives = torch.cat([looks * pool.views + a, looks * pool.views + b]).numpy()
+    negatives = np.nonzero(np.isin(pool.neg_owner, looks.numpy()))[0]
+    return positives, negatives.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------- augmentation
@@ -351,16 +392,26 @@ def supcon_loss(emb: torch.Tensor, ids: torch.Tensor, temperature: float = 0.1) 
     return -(log_prob.sum(dim=1) / pos.sum(dim=1).clamp(min=1)).mean()
 
 
-def _cached_pool(work: Path, n_looks: int, views: int, seed: int, workers: int) -> Pool:
+def negative_hinge(neg: torch.Tensor, pos: torch.Tensor, owner: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
+    """Push each hard negative's embedding below ``margin`` cosine from the views of the look it was
+    made from (``owner[i, j]``: negative i was made from the look of positive j)."""
+    sim = neg @ pos.T
+    excess = torch.relu(sim - margin)[owner]
+    return excess.mean() if excess.numel() else sim.sum() * 0.0
+
+
+def _cached_pool(work: Path, n_looks: int, views: int, seed: int, workers: int, neg_views: int) -> Pool:
     """The training pool, rendered once and kept in ``work`` (reused by resumed chunks)."""
-    path = work / f"pool-s{seed}-n{n_looks}-v{views}.npz"
+    path = work / f"pool-s{seed}-n{n_looks}-v{views}-neg{neg_views}.npz"
+    fields = ("images", "look_ids", "neg_images", "neg_owner", "neg_ids")
     if path.is_file():
         data = np.load(path)
-        return Pool(data["images"], {k: data[f"label_{k}"] for k in HEADS}, data["look_ids"], views)
-    pool = build_pool(n_looks, views, seed, workers=workers)
+        return Pool(data["images"], {k: data[f"label_{k}"] for k in HEADS}, data["look_ids"], views,
+                    data["neg_images"], data["neg_owner"], data["neg_ids"])
+    pool = build_pool(n_looks, views, seed, workers=workers, neg_views=neg_views)
     work.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, images=pool.images, look_ids=pool.look_ids, **{f"label_{k}": v for k, v in pool.labels.items()})
+    np.savez(tmp, **{f: getattr(pool, f) for f in fields}, **{f"label_{k}": v for k, v in pool.labels.items()})
     tmp.replace(path)
     return pool
 
@@ -386,23 +437,35 @@ def train_oracle(
     workers: int = 1,
     max_minutes: float | None = None,
     work: str | Path | None = None,
+    neg_views: int = 2,
+    init: str | Path | None = None,
+    neg_margin: float = 0.2,
 ) -> dict | None:
-    """Train the oracle from scratch and write ``oracle.safetensors`` + ``oracle.json`` to ``out``.
+    """Train the oracle and write ``oracle.safetensors`` + ``oracle.json`` to ``out``.
 
-    Returns the config written, which records the held-out accuracies and the time taken.
-    ``device="cuda"`` trains on a GPU; ``workers`` > 1 renders the training pool in parallel.
-    With ``max_minutes`` the run stops after that long, leaving a checkpoint in ``work`` (default
-    :func:`default_work_dir`), and returns None; calling again with the same arguments resumes
-    it, so a long training fits short jobs. Chunked or not, the batches are the same.
+    From scratch, or fine-tuned from the oracle in ``init``. Each batch holds 2 views of
+    ``looks_per_batch`` looks and one hard negative (:mod:`dreamlock.toyworld.negatives`) of each
+    subject look among them, pushed apart by the supervised-contrastive loss and, below
+    ``neg_margin`` cosine from their look's views, by :func:`negative_hinge`; held-out looks never
+    appear. Returns the config written, which
+    records the held-out figures and the time taken. ``device="cuda"`` trains on a GPU;
+    ``workers`` > 1 renders the training pool in parallel. With ``max_minutes`` the run stops
+    after that long, leaving a checkpoint in ``work`` (default :func:`default_work_dir`), and
+    returns None; calling again with the same arguments resumes it. Chunked or not, the batches
+    are the same.
     """
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     work = Path(work) if work is not None else default_work_dir(seed)
-    ckpt_path = work / f"checkpoint-n{n_looks}-b{looks_per_batch}-steps{steps}.pt"
+    ckpt_path = work / f"checkpoint-n{n_looks}-b{looks_per_batch}-steps{steps}-neg{neg_views}.pt"
     t0, c0 = time.time(), time.process_time()
-    pool = _cached_pool(work, n_looks, views, seed, workers)
-    print(f"pool: {len(pool.images)} views of {n_looks} looks ({time.time() - t0:.0f}s)", flush=True)
-    net = OracleNet(HEADS).to(device, memory_format=torch.channels_last)  # ~25% faster on CPU
+    pool = _cached_pool(work, n_looks, views, seed, workers, neg_views)
+    print(f"pool: {len(pool.images)} views of {n_looks} looks, {len(pool.neg_images)} hard negatives "
+          f"({time.time() - t0:.0f}s)", flush=True)
+    net = OracleNet(HEADS)
+    if init is not None:
+        net.load_state_dict(load_oracle(init).net.state_dict())
+    net = net.to(device, memory_format=torch.channels_last)  # ~25% faster on CPU
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -417,19 +480,24 @@ def train_oracle(
         gen.set_state(ckpt["gen"]), aug_gen.set_state(ckpt["aug_gen"].to(aug_gen.get_state().device))
         state = ckpt["state"]
         print(f"resumed at step {state['step']}", flush=True)
-    images = torch.from_numpy(pool.images)
+    images, neg_images = torch.from_numpy(pool.images), torch.from_numpy(pool.neg_images)
     labels = {k: torch.from_numpy(v).to(device) for k, v in pool.labels.items()}
-    ids = torch.from_numpy(pool.look_ids).to(device)
+    ids = torch.cat([torch.from_numpy(pool.look_ids), torch.from_numpy(pool.neg_ids)]).to(device)
     net.train()
     step = state["step"]
     while step < steps:
-        idx = torch.from_numpy(_sample_batch(pool, looks_per_batch, gen))
-        x = images[idx].to(device).permute(0, 3, 1, 2).float() / 255.0
+        pos, neg = (torch.from_numpy(i) for i in _sample_batch(pool, looks_per_batch, gen))
+        x = torch.cat([images[pos], neg_images[neg]]).to(device).permute(0, 3, 1, 2).float() / 255.0
         x = augment(x, aug_gen).contiguous(memory_format=torch.channels_last)
-        idx = idx.to(device)
+        pos, neg = pos.to(device), neg.to(device)
         logits, emb = net(x)
-        losses = {k: F.cross_entropy(v, labels[k][idx]) for k, v in logits.items()}
-        losses["identity"] = supcon_loss(emb, ids[idx])
+        n_pos = len(pos)
+        losses = {k: F.cross_entropy(v[:n_pos], labels[k][pos]) for k, v in logits.items()}
+        losses["identity"] = supcon_loss(emb, torch.cat([ids[pos], ids[len(pool.look_ids) + neg]]))
+        if len(neg):
+            owners = torch.from_numpy(pool.neg_owner).to(device)[neg]
+            losses["negatives"] = negative_hinge(emb[n_pos:], emb[:n_pos], owners[:, None] == (pos // pool.views)[None, :],
+                                                 margin=neg_margin)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -449,7 +517,9 @@ def train_oracle(
         print(f"stopped at step {step}/{steps} after {max_minutes} min; run the same command again to resume", flush=True)
         return None
     return _finish(net, out, state, ckpt_path, dict(steps=steps, seed=seed, looks_per_batch=looks_per_batch,
-                                                     n_looks=n_looks, views=views, lr=lr, threads=threads, device=device))
+                                                     n_looks=n_looks, views=views, lr=lr, threads=threads, device=device,
+                                                     neg_views=neg_views, neg_margin=neg_margin,
+                                                     init=str(init) if init else None))
 
 
 def _finish(net: OracleNet, out: str | Path, state: dict, ckpt_path: Path, args: dict) -> dict:
@@ -462,10 +532,19 @@ def _finish(net: OracleNet, out: str | Path, state: dict, ckpt_path: Path, args:
         "training": {**args, "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
                      "chunks": state["chunks"], "wall_s": round(state["wall_s"], 1), "cpu_s": round(state["cpu_s"], 1),
                      "command": f"python -m dreamlock.toyworld.oracle --out OUT --steps {args['steps']} --seed {args['seed']} "
-                                f"--looks-per-batch {args['looks_per_batch']} --n-looks {args['n_looks']} --device {device}"},
+                                f"--looks-per-batch {args['looks_per_batch']} --n-looks {args['n_looks']} --lr {args['lr']} "
+                                f"--neg-views {args['neg_views']} --neg-margin {args['neg_margin']} --device {device}"
+                                + (f" --init {args['init']}" if args.get("init") else "")},
     }
     oracle = Oracle(net, config)
     config["held_out"] = evaluate_oracle(oracle, seed=args["seed"] + 10_000)
+    tuning = verification_table(oracle, held_out_looks=False, seed=args["seed"] + 20_000)
+    config["subject_threshold"] = choose_threshold(tuning)
+    config["verification"] = {
+        "tuning_looks": summarise_verification(tuning, config["subject_threshold"]),
+        "held_out_looks": summarise_verification(verification_table(oracle, True, args["seed"] + 30_000),
+                                                 config["subject_threshold"]),
+    }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / WEIGHTS_NAME))
@@ -523,6 +602,79 @@ def evaluate_oracle(oracle: Oracle, seed: int = 12345, n: int = 600, n_subjects:
     return {k: round(v, 4) for k, v in result.items()}
 
 
+# ---------------------------------------------------------------------------- subject verification
+
+
+def _random_looks(rng: np.random.Generator, n: int, held: bool) -> list[Look]:
+    looks: list[Look] = []
+    while len(looks) < n:
+        look = make_subject(rng).look()
+        if held_out(look) == held:
+            looks.append(look)
+    return looks
+
+
+def verification_table(oracle: Oracle, held_out_looks: bool = True, seed: int = 54321, n_looks: int = 40,
+                       n_references: int = 5) -> list[dict]:
+    """Similarity to the subject, for images that are and are not the subject.
+
+    For ``n_looks`` random subject looks (held out from training, or trained ones for tuning), the
+    reference centroid is the mean embedding of ``n_references`` plain-scene renders. Rows: one
+    render per scene (``kind`` = ``subject``) and one hard negative per kind (on random scenes),
+    each clean and degraded like a generation (``augmented``), with ``similarity`` = cosine to the
+    centroid."""
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    rows: list[dict] = []
+    for look in _random_looks(rng, n_looks, held_out_looks):
+        refs = oracle.embed([render_look(look, "plain", rng) for _ in range(n_references)])
+        centre = F.normalize(refs.mean(0), dim=0)
+        items = [("subject", scene, render_look(look, scene, rng)) for scene in SCENES]
+        for kind in NEGATIVE_KINDS:
+            scene = SCENES[int(rng.integers(len(SCENES)))]
+            items.append((kind, scene, render_negative(look, kind, scene, rng)))
+        clean = images_to_tensor([im for _, _, im in items])
+        with torch.no_grad(), single_thread():
+            for augmented, x in ((False, clean), (True, augment(clean, gen, clean_fraction=0.0))):
+                sims = (oracle.net(x)[1] @ centre).tolist()
+                rows += [{"look": "|".join(map(str, look_key(look))), "kind": kind, "scene": scene, "augmented": augmented,
+                          "similarity": sim} for (kind, scene, _), sim in zip(items, sims)]
+    return rows
+
+
+def choose_threshold(rows: list[dict]) -> float:
+    """The similarity above which an image counts as the subject: the value that maximises the
+    worse of (subjects accepted, hard negatives rejected) over ``rows`` (tuning looks, clean and
+    augmented together)."""
+    sims = np.array([r["similarity"] for r in rows])
+    is_subject = np.array([r["kind"] == "subject" for r in rows])
+    best, best_tau = -1.0, 0.5
+    for tau in np.linspace(0.0, 1.0, 201):
+        score = min(float(np.mean(sims[is_subject] > tau)), float(np.mean(sims[~is_subject] <= tau)))
+        if score > best:
+            best, best_tau = score, float(tau)
+    return round(best_tau, 3)
+
+
+def summarise_verification(rows: list[dict], threshold: float) -> dict:
+    """Per scene: share of subject images accepted; per negative kind: share rejected; clean and
+    augmented (``aug_``) separately; with the mean similarity of each group."""
+    out: dict[str, dict] = {"threshold": threshold, "accepted": {}, "rejected": {}, "mean_similarity": {}}
+    for augmented in (False, True):
+        prefix = "aug_" if augmented else ""
+        part = [r for r in rows if r["augmented"] == augmented]
+        for scene in SCENES:
+            sims = [r["similarity"] for r in part if r["kind"] == "subject" and r["scene"] == scene]
+            out["accepted"][prefix + scene] = round(float(np.mean([s > threshold for s in sims])), 4)
+        for kind in ("subject", *NEGATIVE_KINDS):
+            sims = [r["similarity"] for r in part if r["kind"] == kind]
+            out["mean_similarity"][prefix + kind] = round(float(np.mean(sims)), 4)
+            if kind != "subject":
+                out["rejected"][prefix + kind] = round(float(np.mean([s <= threshold for s in sims])), 4)
+    out["n_looks"] = len({r["look"] for r in rows})
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m dreamlock.toyworld.oracle --out DIR [--steps N] [--seed S]``"""
     parser = argparse.ArgumentParser(prog="python -m dreamlock.toyworld.oracle", description="Train the toy-world oracle.")
@@ -537,12 +689,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop after this long and keep a checkpoint; the same command resumes it")
     parser.add_argument("--work", default=None, help="folder for the pool cache and checkpoint (default: a temp folder)")
+    parser.add_argument("--neg-views", type=int, default=2, help="hard negatives rendered per subject look")
+    parser.add_argument("--init", default=None, help="start from this oracle folder instead of random weights")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--neg-margin", type=float, default=0.2, help="cosine below which hard negatives are pushed")
     args = parser.parse_args(argv)
-    config = train_oracle(args.out, args.steps, args.seed, args.looks_per_batch, args.n_looks, threads=args.threads,
-                          device=args.device, workers=args.workers, max_minutes=args.max_minutes, work=args.work)
+    config = train_oracle(args.out, args.steps, args.seed, args.looks_per_batch, args.n_looks, lr=args.lr,
+                          threads=args.threads, device=args.device, workers=args.workers, max_minutes=args.max_minutes,
+                          work=args.work, neg_views=args.neg_views, init=args.init, neg_margin=args.neg_margin)
     if config is None:
         return
-    print(json.dumps({"held_out": config["held_out"], "training": config["training"]}, indent=2))
+    print(json.dumps({k: config[k] for k in ("held_out", "subject_threshold", "verification", "training")}, indent=2))
 
 
 if __name__ == "__main__":

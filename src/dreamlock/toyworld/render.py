@@ -112,7 +112,7 @@ def _rotation(angle_deg: float) -> np.ndarray:
     return np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
 
 
-def _shape_mask(cls: str, pose: Pose, side: int) -> Image.Image:
+def shape_mask(cls: str, pose: Pose, side: int) -> Image.Image:
     """The object's silhouette as an L mask at ``side`` pixels."""
     mask = Image.new("L", (side, side), 0)
     draw = ImageDraw.Draw(mask)
@@ -158,7 +158,7 @@ def _detail_mask(look: Look, pose: Pose, side: int) -> np.ndarray:
     return np.zeros((side, side), dtype=bool)
 
 
-def _colour_layer(look: Look, pose: Pose, side: int) -> Image.Image:
+def colour_layer(look: Look, pose: Pose, side: int) -> Image.Image:
     """The object's colours (body + detail) at ``side`` pixels, to be pasted through its mask."""
     body = COLOURS[look.colour]
     if look.detail == "none":
@@ -191,7 +191,7 @@ def _bands(side: int, bands: list[tuple[float, float, tuple[int, ...], tuple[int
     return Image.fromarray(canvas)
 
 
-def _scene(scene: str, side: int, rng: np.random.Generator) -> Image.Image:
+def scene_image(scene: str, side: int, rng: np.random.Generator) -> Image.Image:
     """The background for ``scene`` at ``side`` pixels, with light random variation."""
     q = lambda x: round(float(x), 2)  # quantised so the gradient cache stays small
     if scene == "plain":
@@ -241,9 +241,14 @@ def render_look(look: Look, scene: str = "plain", seed: Seed = 0, size: int = 64
     """Render ``look`` on ``scene`` as a ``size`` x ``size`` RGB image, deterministic by seed."""
     rng = as_rng(seed)
     side = size * SUPERSAMPLE
-    canvas = _scene(scene, side, rng)
+    canvas = scene_image(scene, side, rng)
     pose = pose or sample_pose(rng, look.scale)
-    canvas.paste(_colour_layer(look, pose, side), mask=_shape_mask(look.cls, pose, side))
+    canvas.paste(colour_layer(look, pose, side), mask=shape_mask(look.cls, pose, side))
+    return finish(canvas, size, rng)
+
+
+def finish(canvas: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
+    """Downsample a supersampled canvas to ``size`` and add a light brightness change and noise."""
     small = np.asarray(canvas.resize((size, size), Image.LANCZOS, reducing_gap=2.0), dtype=np.float32)
     small *= rng.uniform(0.9, 1.1)
     small += rng.standard_normal(small.shape, dtype=np.float32) * rng.uniform(1.0, 4.0) + 0.5

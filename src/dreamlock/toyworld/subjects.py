@@ -88,6 +88,12 @@ BUILTIN_SUBJECTS: dict[str, SubjectSpec] = {
 }
 
 
+#: The demo's subject: a blue heart with yellow dots, a detail that contrasts with every scene and
+#: that the toy codec round-trips (the striped star's white stripes vanish into pale scenes even
+#: after a bare VAE round trip; benchmarks/RESULTS.md).
+DEMO_SUBJECT = "dotty-heart"
+
+
 def builtin_subject(name: str) -> SubjectSpec:
     """A named built-in subject, e.g. ``builtin_subject("stripy-star")``."""
     if name not in BUILTIN_SUBJECTS:

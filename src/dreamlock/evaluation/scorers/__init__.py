@@ -3,7 +3,10 @@
 A scorer has ``embed(images) -> Tensor[N, D]`` (identity embedding, L2-normalised),
 ``attributes(images) -> list[dict]`` and ``prompt_match(images, prompt_attrs) -> list[bool]``;
 optionally ``impostors(class_word, n, seed) -> list[Image] | None`` (other subjects of the class,
-used to calibrate the class-drift threshold).
+used to calibrate the class-drift threshold), ``layout_features(images) -> list[Tensor[N, C, H, W]]``
+(spatial feature maps for the layout-aware diversity metric, described by ``layout_measure``),
+``image_features(images)`` (CLIP image embeddings: CLIP-I) and ``text_similarity(images, text)``
+(CLIP-T).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The ``clip-dino`` scorer for real models: DINO for identity, CLIP for prompt fidelity.
 
 As in DreamBench: subject fidelity is the cosine similarity of DINO ViT embeddings (the CLS
-token), prompt fidelity is read with CLIP image-text similarity. Weights are local folders only
+token), CLIP-I the cosine similarity of CLIP image embeddings (generated vs reference), CLIP-T and
+prompt fidelity are read with CLIP image-text similarity, and diversity uses DINO's patch-token
+maps (:meth:`ClipDinoScorer.layout_features`). Weights are local folders only
 (``--scorer-model``): either one folder holding ``clip/`` and ``dino/`` subfolders, or two folders
 given as ``CLIP_DIR,DINO_DIR``. Each is what ``save_pretrained`` writes (model + image processor;
 the CLIP folder also its tokenizer).
@@ -58,6 +60,8 @@ class ClipDinoScorer:
     """DINO identity embedding + CLIP image-text matching, from local weights."""
 
     name = "clip-dino"
+    #: What :meth:`layout_features` feeds the diversity metric, for the report.
+    layout_measure = "DINO patch-token distance (2 - 2 cos per patch, averaged)"
 
     def __init__(self, model: str | Path | None = None):
         from transformers import AutoModel, AutoTokenizer, CLIPModel
@@ -84,8 +88,24 @@ class ClipDinoScorer:
         return torch.nn.functional.normalize(cls.float(), dim=1)
 
     @torch.no_grad()
+    def layout_features(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
+        """DINO's last-layer patch tokens as one spatial map [N, C, h, w] (CLS and register tokens
+        dropped), for :func:`dreamlock.evaluation.metrics.layout_distance_matrix`: per patch the
+        distance is ``2 - 2 cos`` of the two images' tokens, averaged over patches, so it sees
+        where things are (pose, position, scene), not only what they are."""
+        pixels = self.dino_processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
+        tokens = self.dino(pixel_values=pixels).last_hidden_state.float()
+        registers = int(getattr(self.dino.config, "num_register_tokens", 0) or 0)
+        patches = tokens[:, 1 + registers:]
+        patch = int(getattr(self.dino.config, "patch_size", 0) or 0)
+        h, w = (pixels.shape[2] // patch, pixels.shape[3] // patch) if patch else (0, 0)
+        if h * w != patches.shape[1]:
+            h, w = patches.shape[1], 1
+        return [patches.transpose(1, 2).reshape(len(images), patches.shape[2], h, w)]
+
+    @torch.no_grad()
     def image_features(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """CLIP image embeddings, L2-normalised."""
+        """CLIP image embeddings, L2-normalised (CLIP-I compares these, generated vs reference)."""
         pixels = self.clip_processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
         return torch.nn.functional.normalize(_features(self.clip.get_image_features(pixel_values=pixels)).float(), dim=1)
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dreamlock.toyworld.oracle import load_oracle
+from dreamlock.toyworld.oracle import images_to_tensor, load_oracle, single_thread
 from dreamlock.toyworld.render import Look, render_look
 from dreamlock.toyworld.subjects import make_subject
 from dreamlock.toyworld.vocab import CLASSES, COLOURS
@@ -21,13 +21,38 @@ class ToyScorer:
     """Oracle-backed scorer. ``model``: an oracle folder; None uses the shipped oracle."""
 
     name = "toy"
+    #: What :meth:`layout_features` feeds the diversity metric, for the report.
+    layout_measure = "LPIPS-style distance on the oracle's conv features (unweighted)"
 
     def __init__(self, model: str | None = None):
         self.oracle = load_oracle(model)
+        #: The oracle's verdict threshold (cosine to the reference centroid), calibrated on hard
+        #: negatives when it was trained; None for an oracle that has none (impostors calibrate then).
+        self.subject_threshold = self.oracle.subject_threshold
 
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Oracle identity embeddings [N, 64], L2-normalised."""
         return self.oracle.embed(list(images))
+
+    @torch.no_grad()
+    def layout_features(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
+        """The oracle's spatial feature maps, one [N, C, H, W] tensor per stage of its conv trunk
+        (``oracle.net.trunk``), for the LPIPS-style layout distance of
+        :func:`dreamlock.evaluation.metrics.layout_distance_matrix`: LPIPS's recipe (per-layer
+        channel-normalised maps, squared differences averaged spatially, layers averaged) on the
+        oracle's layers, without LPIPS's learned channel weights. The maps are read with forward
+        hooks while the whole net runs, so the input goes through the oracle's own normalisation."""
+        trunk = self.oracle.net.trunk
+        maps: list[torch.Tensor] = []
+        hooks = [stage.register_forward_hook(lambda _m, _i, out: maps.append(out.detach().float().clone()))
+                 for stage in trunk]
+        try:
+            with single_thread():
+                self.oracle.net(images_to_tensor(list(images), self.oracle.size))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return maps
 
     def attributes(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
         """``{"class", "colour", "scene", "detail", "detail_colour"}`` per image."""
