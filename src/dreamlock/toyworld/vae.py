@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
-from dreamlock.toyworld.render import Look, render_look
+from dreamlock.toyworld.render import random_labels, render, render_look
 from dreamlock.toyworld.subjects import make_subject
-from dreamlock.toyworld.vocab import CLASSES, COLOURS, DETAIL_COLOURS, SCENES
+from dreamlock.toyworld.vocab import DETAIL_COLOURS, SCENES
 
 #: Shares of the training mixture: plain objects, subject looks, random textures.
 MIXTURE = {"plain": 0.25, "subject": 0.6, "texture": 0.15}
@@ -74,13 +74,18 @@ def codec_sample(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, 
     """One training image of the mixture and its kind (``plain``, a detail name, or ``texture``)."""
     r = rng.random()
     if r < MIXTURE["plain"]:
-        look = Look(CLASSES[int(rng.integers(len(CLASSES)))], list(COLOURS)[int(rng.integers(len(COLOURS)))])
-    elif r < MIXTURE["plain"] + MIXTURE["subject"]:
-        look = make_subject(rng).look()
-    else:
+        return _random_plain(rng, size), "plain"
+    if r >= MIXTURE["plain"] + MIXTURE["subject"]:
         return random_texture(rng, size), "texture"
+    look = make_subject(rng).look()
     scene = SCENES[int(rng.integers(len(SCENES)))]
-    return np.asarray(render_look(look, scene, rng, size)), ("plain" if look.detail == "none" else look.detail)
+    return np.asarray(render_look(look, scene, rng, size)), look.detail
+
+
+def _random_plain(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A plain object of random class and colour on a random scene (what pretraining shows)."""
+    labels = random_labels(rng)
+    return np.asarray(render(labels["class"], labels["colour"], labels["scene"], rng, size))
 
 
 def codec_pixels(n: int, seed: int, size: int = 64, plain_only: bool = False) -> tuple[torch.Tensor, list[str]]:
@@ -88,14 +93,9 @@ def codec_pixels(n: int, seed: int, size: int = 64, plain_only: bool = False) ->
     rng = np.random.default_rng([seed, 2024])
     arrays, kinds = [], []
     for _ in range(n):
-        if plain_only:
-            look = Look(CLASSES[int(rng.integers(len(CLASSES)))], list(COLOURS)[int(rng.integers(len(COLOURS)))])
-            arrays.append(np.asarray(render_look(look, SCENES[int(rng.integers(len(SCENES)))], rng, size)))
-            kinds.append("plain")
-        else:
-            image, kind = codec_sample(rng, size)
-            arrays.append(image)
-            kinds.append(kind)
+        image, kind = (_random_plain(rng, size), "plain") if plain_only else codec_sample(rng, size)
+        arrays.append(image)
+        kinds.append(kind)
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1
     return x, kinds
 
