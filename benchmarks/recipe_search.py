@@ -16,33 +16,49 @@ import time
 from pathlib import Path
 
 from dreamlock.evaluation import evaluate
-from dreamlock.toyworld.base import GUIDANCE
-from dreamlock.toyworld.demo import TOY_LORA_TARGETS, TRIGGER, demo_train_config
+from dreamlock.generation import generate
+from dreamlock.toyworld.demo import NEW_SCENES, TOY_LORA_TARGETS, TRIGGER, demo_train_config, judge_generations
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
+from dreamlock.toyworld.vocab import subject_prompt
 from dreamlock.training.api import train
 
 ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
-#: name -> (method, overrides of the demo recipe)
+CONV_TE = dict(lora_target_modules=TOY_LORA_TARGETS, train_text_encoder=True)
+#: name -> (method, overrides of the demo recipe). The 2026-11-26 variants first, then 2026-11-28's.
 VARIANTS = {
     "lora": ("lora", dict(lora_target_modules=ATTENTION, train_text_encoder=False, max_train_steps=300)),
     "lora_te": ("lora", dict(lora_target_modules=ATTENTION, train_text_encoder=True, max_train_steps=300)),
     "lora_conv": ("lora", dict(lora_target_modules=TOY_LORA_TARGETS, train_text_encoder=False, max_train_steps=300)),
-    "lora_conv_te": ("lora", dict(lora_target_modules=TOY_LORA_TARGETS, train_text_encoder=True, max_train_steps=300)),
-    "lora_conv_te_lr2e-3": ("lora", dict(lora_target_modules=TOY_LORA_TARGETS, train_text_encoder=True,
-                                         learning_rate=2e-3, max_train_steps=300)),
-    "lora_conv_te_600": ("lora", dict(lora_target_modules=TOY_LORA_TARGETS, train_text_encoder=True, max_train_steps=600)),
+    "lora_conv_te": ("lora", dict(CONV_TE, max_train_steps=300)),
+    "lora_conv_te_lr2e-3": ("lora", dict(CONV_TE, learning_rate=2e-3, max_train_steps=300)),
+    "lora_conv_te_600": ("lora", dict(CONV_TE, max_train_steps=600)),
+    "lora_conv_te_lr3e-3": ("lora", dict(CONV_TE, learning_rate=3e-3, max_train_steps=300)),
+    "lora_conv_te_noprior": ("lora", dict(CONV_TE, with_prior_preservation=False, max_train_steps=300)),
+    "lora_conv_te_r32_lr2e-3": ("lora", dict(CONV_TE, rank=32, learning_rate=2e-3, max_train_steps=300)),
     "full": ("full", dict(max_train_steps=300)),
     "full_lr3e-4": ("full", dict(learning_rate=3e-4, max_train_steps=300)),
+    "full_lr2e-4": ("full", dict(learning_rate=2e-4, max_train_steps=300)),
     "full_600": ("full", dict(max_train_steps=600)),
     "ti": ("ti", dict(max_train_steps=300)),
     "ti_600": ("ti", dict(max_train_steps=600)),
     "pivotal_conv": ("pivotal", dict(lora_target_modules=TOY_LORA_TARGETS, max_train_steps=300)),
-    "pivotal_conv_te": ("pivotal", dict(lora_target_modules=TOY_LORA_TARGETS, train_text_encoder=True, max_train_steps=300)),
+    "pivotal_conv_te": ("pivotal", dict(CONV_TE, max_train_steps=300)),
 }
-METRICS = ["subject_fidelity_rel", "prompt_fidelity", "class_drift", "class_drift_share", "diversity"]
+METRICS = ["subject_fidelity_rel", "judged_subject", "prompt_fidelity", "class_drift", "class_drift_share", "diversity"]
 
 
-def run_variant(work: Path, subject: str, name: str, seeds: int) -> dict:
+def judge_new_scenes(run: Path, refs: Path, class_word: str) -> dict:
+    """The demo's criterion: the share of 4 new scenes x 5 seeds that the oracle accepts, per scene."""
+    prompts = [subject_prompt(TRIGGER, class_word, s) for s in NEW_SCENES]
+    written = generate(run, prompts, n=5, steps=20, out=run / "judged", grid=True)
+    images = [p for p in written if not p.name.endswith("-grid.png")]
+    verdict = judge_generations(refs, images)
+    per_scene = {s: sum(verdict["per_image"][p.name] for p in images if p.name.startswith(f"{i:02d}-"))
+                 for i, s in enumerate(NEW_SCENES)}
+    return {"accepted": verdict["accepted"], "total": verdict["total"], "per_scene": per_scene}
+
+
+def run_variant(work: Path, subject: str, name: str, seeds: int, full_evaluation: bool) -> dict:
     method, overrides = VARIANTS[name]
     spec = builtin_subject(subject)
     refs = work / subject / "refs"
@@ -50,14 +66,18 @@ def run_variant(work: Path, subject: str, name: str, seeds: int) -> dict:
         write_reference_set(spec, refs, n=5)
     run = work / subject / name
     cfg = demo_train_config(refs, run, spec.class_word, method, None, False, work / "class-cache")
-    cfg.update(validation_prompt=[], with_prior_preservation=method != "ti", **overrides)
+    cfg.update(validation_prompt=[], with_prior_preservation=method != "ti")
+    cfg.update(overrides)
     started = time.time()
     if not (run / "run.json").exists():
         train(cfg)
-    train_s = time.time() - started
-    m = evaluate(run, refs, seeds=seeds, guidance=GUIDANCE, trigger=TRIGGER, class_word=spec.class_word,
-                 out=run / "evaluate", progress=False)
-    return {"subject": subject, "variant": name, "train_s": round(train_s), **{k: round(m[k], 3) for k in METRICS}}
+    row = {"subject": subject, "variant": name, "train_s": round(time.time() - started),
+           "new_scenes": judge_new_scenes(run, refs, spec.class_word)}
+    if full_evaluation:
+        m = evaluate(run, refs, seeds=seeds, trigger=TRIGGER, class_word=spec.class_word, out=run / "evaluate",
+                     progress=False)
+        row.update({k: round(m[k], 3) for k in METRICS})
+    return row
 
 
 def main() -> None:
@@ -66,10 +86,11 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--work", type=Path, default=Path("runs/recipe-search"))
+    p.add_argument("--judge-only", action="store_true", help="only the new-scene judge, not the full evaluation")
     args = p.parse_args()
     for subject in args.subjects:
         for name in args.variants:
-            print(json.dumps(run_variant(args.work, subject, name, args.seeds)), flush=True)
+            print(json.dumps(run_variant(args.work, subject, name, args.seeds, not args.judge_only)), flush=True)
 
 
 if __name__ == "__main__":

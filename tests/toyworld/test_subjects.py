@@ -24,6 +24,13 @@ def test_builtin_subjects_are_valid_and_distinct():
         builtin_subject("nope")
 
 
+def test_fresh_names_draw_make_subject_and_bad_seeds_say_how():
+    assert builtin_subject("fresh:57").look() == make_subject(57).look()
+    assert builtin_subject("fresh:57").name == "fresh:57"
+    with pytest.raises(UserError, match="fresh:SEED"):
+        builtin_subject("fresh:x")
+
+
 def test_make_subject_is_deterministic_and_varied():
     assert make_subject(5) == make_subject(5)
     specs = {make_subject(s).look() for s in range(30)}

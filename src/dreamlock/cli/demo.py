@@ -15,7 +15,7 @@ from dreamlock.toyworld.subjects import DEMO_SUBJECT
 @app.command(help="Run the whole flow on the built-in toy world (CPU, minutes): subject -> train -> generate -> evaluate.")
 def demo(
     out: Path = typer.Option(Path("dreamlock-demo"), help="folder for everything the demo writes"),
-    subject: str = typer.Option(DEMO_SUBJECT, help="built-in toy subject"),
+    subject: str = typer.Option(DEMO_SUBJECT, help="built-in toy subject, or fresh:SEED for a random new one"),
     method: str = typer.Option("lora", help="full | lora | ti | pivotal"),
     steps: Optional[int] = typer.Option(None, help="training steps (default: the measured recipe)"),
     seeds: Optional[int] = typer.Option(None, help="evaluation seeds per prompt"),

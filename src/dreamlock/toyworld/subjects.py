@@ -95,9 +95,16 @@ DEMO_SUBJECT = "dotty-heart"
 
 
 def builtin_subject(name: str) -> SubjectSpec:
-    """A named built-in subject, e.g. ``builtin_subject("stripy-star")``."""
+    """A named built-in subject, e.g. ``builtin_subject("stripy-star")``, or ``fresh:SEED`` for the
+    subject :func:`make_subject` draws from that seed (``fresh:57``: a blue star with a green emblem)."""
+    if name.startswith("fresh:"):
+        seed = name.removeprefix("fresh:")
+        if not seed.isdigit():
+            raise UserError(f"subject {name!r}: write fresh:SEED with a whole number, e.g. fresh:57")
+        return make_subject(int(seed)).model_copy(update={"name": name})
     if name not in BUILTIN_SUBJECTS:
-        raise UserError(f"unknown subject {name!r}; built-in subjects: {', '.join(BUILTIN_SUBJECTS)}")
+        raise UserError(f"unknown subject {name!r}; built-in subjects: {', '.join(BUILTIN_SUBJECTS)}, "
+                        "or fresh:SEED for a random one")
     return BUILTIN_SUBJECTS[name]
 
 
