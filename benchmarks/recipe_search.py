@@ -58,7 +58,7 @@ def judge_new_scenes(run: Path, refs: Path, class_word: str) -> dict:
     return {"accepted": verdict["accepted"], "total": verdict["total"], "per_scene": per_scene}
 
 
-def run_variant(work: Path, subject: str, name: str, seeds: int, full_evaluation: bool) -> dict:
+def run_variant(work: Path, subject: str, name: str, seeds: int, full_evaluation: bool, base: Path | None = None) -> dict:
     method, overrides = VARIANTS[name]
     spec = builtin_subject(subject)
     refs = work / subject / "refs"
@@ -68,6 +68,8 @@ def run_variant(work: Path, subject: str, name: str, seeds: int, full_evaluation
     cfg = demo_train_config(refs, run, spec.class_word, method, None, False, work / "class-cache")
     cfg.update(validation_prompt=[], with_prior_preservation=method != "ti")
     cfg.update(overrides)
+    if base is not None:
+        cfg["base"] = str(base)
     started = time.time()
     if not (run / "run.json").exists():
         train(cfg)
@@ -86,11 +88,12 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--work", type=Path, default=Path("runs/recipe-search"))
+    p.add_argument("--base", type=Path, default=None, help="another base model than the shipped one")
     p.add_argument("--judge-only", action="store_true", help="only the new-scene judge, not the full evaluation")
     args = p.parse_args()
     for subject in args.subjects:
         for name in args.variants:
-            print(json.dumps(run_variant(args.work, subject, name, args.seeds, not args.judge_only)), flush=True)
+            print(json.dumps(run_variant(args.work, subject, name, args.seeds, not args.judge_only, args.base)), flush=True)
 
 
 if __name__ == "__main__":

@@ -48,3 +48,12 @@ def fail(message: str, code: int = 2) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.stderr.flush()
     raise typer.Exit(code)
+
+
+def checkpoint(run, step: int | None):
+    """``--checkpoint STEP``: the run-like folder of that checkpoint; None: the run itself (final/)."""
+    if step is None:
+        return run
+    from dreamlock.training.materialize import checkpoint_as_run
+
+    return checkpoint_as_run(run, step)

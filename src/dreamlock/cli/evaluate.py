@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from dreamlock.cli import app
-from dreamlock.cli.common import console, run_api
+from dreamlock.cli.common import checkpoint as _checkpoint, console, run_api
 
 
 @app.command("evaluate")
@@ -25,11 +25,13 @@ def evaluate_command(
     steps: int = typer.Option(20, "--steps", min=1, help="sampling steps"),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="classifier-free guidance scale [default: the model's, else 5.0]"),
     impostors: Optional[Path] = typer.Option(None, "--impostors", help="other subjects of the class, to calibrate class drift"),
+    checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="use checkpoint STEP of the run instead of final/ "
+                                             "(with select_best, final/ is the chosen checkpoint)"),
 ) -> None:
     """Measure subject fidelity, prompt fidelity, class drift (PRES), diversity (DIV), CLIP-I/T and the codec ceiling; write metrics.json + report.md."""
     from dreamlock.evaluation import evaluate
 
-    result = run_api(lambda: evaluate(run, reference, prompts, seeds, scorer, out, steps, guidance, trigger, class_word,
+    result = run_api(lambda: evaluate(_checkpoint(run, checkpoint), reference, prompts, seeds, scorer, out, steps, guidance, trigger, class_word,
                                       scorer_model, impostors))
     codec = result.get("codec_ceiling") or {}
     rows = [(name, result.get(name)) for name in ("subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_drift",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from dreamlock.cli import app
-from dreamlock.cli.common import console, run_api
+from dreamlock.cli.common import checkpoint as _checkpoint, console, run_api
 
 _FORMATS_HELP = (
     "diffusers (pipeline folder) | diffusers-lora (folder for load_lora_weights) | "
@@ -24,8 +25,10 @@ def export_command(
     dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out"),
     lora_scale: float = typer.Option(1.0, "--lora-scale", help="LoRA strength baked into the export"),
+    checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="use checkpoint STEP of the run instead of final/ "
+                                             "(with select_best, final/ is the chosen checkpoint)"),
 ) -> None:
     from dreamlock.exporting import export
 
-    path = run_api(lambda: export(run, fmt, out, dtype=dtype, lora_scale=lora_scale, overwrite=overwrite))
+    path = run_api(lambda: export(_checkpoint(run, checkpoint), fmt, out, dtype=dtype, lora_scale=lora_scale, overwrite=overwrite))
     console.print(f"[green]exported:[/] {path}", highlight=False, soft_wrap=True)

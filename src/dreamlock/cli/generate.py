@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from dreamlock.cli import app
-from dreamlock.cli.common import console, run_api
+from dreamlock.cli.common import checkpoint as _checkpoint, console, run_api
 
 
 @app.command(help="Generate images from a trained run or any model folder.")
@@ -23,8 +23,10 @@ def generate(
     negative_prompt: Optional[str] = typer.Option(None, help="negative prompt"),
     out: Path = typer.Option(Path("generated"), help="output folder"),
     grid: bool = typer.Option(False, "--grid", help="also write one grid per prompt"),
+    checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="use checkpoint STEP of the run instead of final/ "
+                                             "(with select_best, final/ is the chosen checkpoint)"),
 ) -> None:
     from dreamlock.generation import generate as generate_api
 
-    files = run_api(lambda: generate_api(run_or_model, prompt, n, seed, steps, guidance, lora_scale, out, grid, negative_prompt))
+    files = run_api(lambda: generate_api(_checkpoint(run_or_model, checkpoint), prompt, n, seed, steps, guidance, lora_scale, out, grid, negative_prompt))
     console.print(f"[green]done:[/] {len(files)} file(s) in {out}")

@@ -26,6 +26,10 @@ def train(
     prior_preservation: Optional[bool] = typer.Option(None, "--prior-preservation/--no-prior-preservation"),
     steps: Optional[int] = typer.Option(None, help="max_train_steps"),
     resume: Optional[str] = typer.Option(None, help="'latest' or a checkpoint folder"),
+    checkpointing_steps: Optional[int] = typer.Option(None, help="save (and with --select-best, score) every N steps"),
+    select_best: Optional[bool] = typer.Option(None, "--select-best", help="keep the checkpoint with the best measured "
+                                               "likeness that has not drifted (selection.json / selection.md)"),
+    early_stop_patience: Optional[int] = typer.Option(None, help="stop when the chosen checkpoint is N evaluations old"),
 ) -> None:
     from dreamlock.config import load_config
     from dreamlock.training.api import train as train_api
@@ -35,6 +39,7 @@ def train(
         "base": base, "base_config": base_config, "allow_pickle": allow_pickle, "data": data, "output": output,
         "method": method, "class_word": class_word, "trigger": trigger,
         "with_prior_preservation": prior_preservation, "max_train_steps": steps, "resume": resume,
+        "checkpointing_steps": checkpointing_steps, "select_best": select_best, "early_stop_patience": early_stop_patience,
     }
     flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
 

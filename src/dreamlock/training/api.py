@@ -21,6 +21,7 @@ from dreamlock.training.dataset import find_images, instance_examples
 from dreamlock.training.loop import Trainer
 from dreamlock.training.precision import choose_precision
 from dreamlock.training.prior import class_images
+from dreamlock.training.selection import make_selector
 from dreamlock.training.validate import validate_config
 
 
@@ -82,8 +83,12 @@ def prepare_trainer(config: TrainConfig) -> Trainer:
     method = build_method(config.method, adapter, config)
     prompts = PromptEncoder(adapter, cache=not method.trains_text_encoder)
     trainer = Trainer(config, adapter, method, data, prompts, run_dir, accelerator)
+    if config.select_best or config.early_stop_patience:
+        trainer.selector = make_selector(trainer)
     if config.resume:
         trainer.resume(ckpt.find_checkpoint(run_dir, config.resume))
+        if trainer.selector is not None:
+            trainer.selector.load(trainer.step)
     accelerator.init_trackers("dreamlock")
     return trainer
 
@@ -93,6 +98,8 @@ def finish(trainer: Trainer) -> Path:
     config = trainer.config
     if config.checkpointing_steps and trainer.step % config.checkpointing_steps:
         trainer.save_checkpoint()  # a run stopped by max_train_minutes stays resumable from where it stopped
+    if trainer.selector is not None:
+        choose_checkpoint(trainer)
     out = final_dir(trainer.run_dir)
     out.mkdir(parents=True, exist_ok=True)
     trainer.use_ema_weights()
@@ -102,6 +109,18 @@ def finish(trainer: Trainer) -> Path:
     write_run(trainer.run_dir, info)
     trainer.accelerator.end_training()
     return trainer.run_dir
+
+
+def choose_checkpoint(trainer: Trainer) -> None:
+    """``select_best``: score the last step if it was not scored, then load the chosen checkpoint
+    (weights, EMA and step), so that ``final/`` holds it."""
+    selector, last = trainer.selector, trainer.step
+    if not selector.has(last):
+        selector.record(last)
+    chosen = selector.chosen if trainer.config.select_best else last
+    if chosen is not None and chosen != last:
+        trainer.resume(ckpt.checkpoint_path(trainer.run_dir, chosen))
+    selector.write(last_step=last, stopped_early=trainer.stopped_early, final_step=trainer.step)
 
 
 def _base_ref(base: str) -> str:

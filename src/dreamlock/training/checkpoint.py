@@ -32,8 +32,9 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], optimizer, scheduler,
-                    extra: dict | None = None, limit: int | None = None) -> Path:
-    """Write ``checkpoint-<step>`` atomically, then delete the oldest beyond ``limit``."""
+                    extra: dict | None = None, limit: int | None = None, keep: set[int] = frozenset()) -> Path:
+    """Write ``checkpoint-<step>`` atomically, then delete the oldest beyond ``limit`` (never the
+    steps in ``keep``: the checkpoint `select_best` has chosen so far)."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"checkpoint-{step}"
@@ -47,9 +48,18 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     if limit is not None:
-        for old in checkpoint_dirs(run_dir)[:-limit]:
+        prunable = [p for p in checkpoint_dirs(run_dir) if checkpoint_step(p) not in keep]
+        for old in prunable[:max(0, len(prunable) - limit)]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(_NAME.match(Path(path).name).group(1))
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"checkpoint-{step}"
 
 
 def find_checkpoint(run_dir: Path, resume: str) -> Path:

@@ -78,6 +78,14 @@ class TrainConfig(StrictModel):
     num_vectors: int = Field(1, ge=1)  # ti / pivotal: vectors per placeholder token
     # checkpoints, samples, logs
     checkpointing_steps: int | None = Field(None, ge=1)
+    # choosing the checkpoint (training/selection.py): score every checkpoint, keep the best in final/
+    select_best: bool = False
+    early_stop_patience: int | None = Field(None, ge=1)  # stop when the chosen checkpoint is N evaluations old
+    selection_scorer: Literal["toy", "clip-dino", "loss"] | None = None  # default: follows the base model
+    scorer_model: str | None = None  # clip-dino weights (DIR with clip/ and dino/, or CLIP_DIR,DINO_DIR)
+    selection_seeds: int = Field(4, ge=1)
+    selection_prompt_margin: float = Field(0.1, ge=0)
+    selection_drift_margin: float = Field(0.05, ge=0)
     checkpoints_total_limit: int | None = Field(None, ge=1)
     resume: str | None = None  # "latest" or a checkpoint folder
     validation_prompt: list[str] = []
@@ -101,6 +109,11 @@ class TrainConfig(StrictModel):
             raise ValueError("textual inversion trains only the new token; prior preservation does not apply (use --no-prior-preservation)")
         if self.method != "full" and self.use_ema:
             raise ValueError("use_ema is for method full")
+        if (self.select_best or self.early_stop_patience) and not self.checkpointing_steps:
+            raise ValueError("select_best / early_stop_patience score each checkpoint; set checkpointing_steps, e.g. 100")
+        if self.select_best and self.selection_scorer != "loss" and not (self.trigger and self.class_word):
+            raise ValueError("select_best generates the subject and its class; set --trigger and --class-word "
+                             "(or selection_scorer='loss')")
         return self
 
     @property

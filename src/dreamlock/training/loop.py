@@ -51,6 +51,8 @@ class Trainer:
         self.optimizer = accelerator.prepare(self.optimizer)
         self.ema = EMAModel(adapter.unet.parameters(), decay=config.ema_decay) if config.use_ema else None
         self.step = 0
+        self.selector = None  # a training.selection.Selector when select_best / early_stop_patience is set
+        self.stopped_early = False
 
     # ---- one step ------------------------------------------------------------------------
     def _noise(self, latents: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,8 +132,9 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         extra = {"ema_step": self.ema.optimization_step} if self.ema is not None else {}
+        keep = {self.selector.chosen} if self.selector is not None and self.selector.chosen else set()
         return ckpt.save_checkpoint(self.run_dir, self.step, self._tensors(), self.optimizer, self.scheduler,
-                                    extra=extra, limit=self.config.checkpoints_total_limit)
+                                    extra=extra, limit=self.config.checkpoints_total_limit, keep=keep)
 
     def resume(self, path: Path) -> None:
         self.step, tensors, extra = ckpt.load_checkpoint(path, self.optimizer, self.scheduler)
@@ -156,8 +159,12 @@ class Trainer:
 
     def _periodic(self) -> None:
         c = self.config
-        if c.checkpointing_steps and self.step % c.checkpointing_steps == 0 and self.step < c.max_train_steps:
-            self.save_checkpoint()
+        at_checkpoint = c.checkpointing_steps and self.step % c.checkpointing_steps == 0
+        if at_checkpoint and (self.step < c.max_train_steps or self.selector is not None):
+            self.save_checkpoint()  # with a selector the last step is a candidate too, so it is kept as one
+        if at_checkpoint and self.selector is not None:
+            self.selector.record(self.step)
+            self.stopped_early = self.step < c.max_train_steps and self.selector.should_stop()
         if c.validation_steps and self.step % c.validation_steps == 0:
             self._sample()
 
@@ -170,7 +177,10 @@ class Trainer:
         columns = [TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
         with Progress(*columns, transient=False) as progress:
             task = progress.add_task("train", total=c.max_train_steps, completed=self.step, loss=float("nan"))
-            while self.step < c.max_train_steps and (stop_after is None or self.step < stop_after):
+            if self.selector is not None and not self.selector.has(self.step) and self.step == 0:
+                self.selector.record(0)  # the base model: the reference for class drift
+            while (self.step < c.max_train_steps and not self.stopped_early
+                   and (stop_after is None or self.step < stop_after)):
                 logs = self.optimizer_step()
                 progress.update(task, completed=self.step, loss=logs["loss"])
                 if self.step % c.logging_steps == 0 or self.step == c.max_train_steps:
