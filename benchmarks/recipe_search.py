@@ -47,10 +47,12 @@ VARIANTS = {
 METRICS = ["subject_fidelity_rel", "judged_subject", "prompt_fidelity", "class_drift", "class_drift_share", "diversity"]
 
 
-def judge_new_scenes(run: Path, refs: Path, class_word: str) -> dict:
-    """The demo's criterion: the share of 4 new scenes x 5 seeds that the oracle accepts, per scene."""
+def judge_new_scenes(run: Path, refs: Path, class_word: str, guidance: float | None = None) -> dict:
+    """The demo's criterion: the share of 4 new scenes x 5 seeds that the oracle accepts, per scene
+    (``guidance`` None: the model's, 1 for the toy base)."""
     prompts = [subject_prompt(TRIGGER, class_word, s) for s in NEW_SCENES]
-    written = generate(run, prompts, n=5, steps=20, out=run / "judged", grid=True)
+    folder = run / ("judged" if guidance is None else f"judged-guidance{guidance:g}")
+    written = generate(run, prompts, n=5, steps=20, out=folder, grid=True, guidance=guidance)
     images = [p for p in written if not p.name.endswith("-grid.png")]
     verdict = judge_generations(refs, images)
     per_scene = {s: sum(verdict["per_image"][p.name] for p in images if p.name.startswith(f"{i:02d}-"))
@@ -58,7 +60,8 @@ def judge_new_scenes(run: Path, refs: Path, class_word: str) -> dict:
     return {"accepted": verdict["accepted"], "total": verdict["total"], "per_scene": per_scene}
 
 
-def run_variant(work: Path, subject: str, name: str, seeds: int, full_evaluation: bool, base: Path | None = None) -> dict:
+def run_variant(work: Path, subject: str, name: str, seeds: int, full_evaluation: bool, base: Path | None = None,
+                guidance: float | None = None) -> dict:
     method, overrides = VARIANTS[name]
     spec = builtin_subject(subject)
     refs = work / subject / "refs"
@@ -74,7 +77,7 @@ def run_variant(work: Path, subject: str, name: str, seeds: int, full_evaluation
     if not (run / "run.json").exists():
         train(cfg)
     row = {"subject": subject, "variant": name, "train_s": round(time.time() - started),
-           "new_scenes": judge_new_scenes(run, refs, spec.class_word)}
+           "guidance": guidance, "new_scenes": judge_new_scenes(run, refs, spec.class_word, guidance)}
     if full_evaluation:
         m = evaluate(run, refs, seeds=seeds, trigger=TRIGGER, class_word=spec.class_word, out=run / "evaluate",
                      progress=False)
@@ -89,11 +92,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--work", type=Path, default=Path("runs/recipe-search"))
     p.add_argument("--base", type=Path, default=None, help="another base model than the shipped one")
+    p.add_argument("--guidance", type=float, default=None, help="sampling guidance of the judge [default: the model's]")
     p.add_argument("--judge-only", action="store_true", help="only the new-scene judge, not the full evaluation")
     args = p.parse_args()
     for subject in args.subjects:
         for name in args.variants:
-            print(json.dumps(run_variant(args.work, subject, name, args.seeds, not args.judge_only, args.base)), flush=True)
+            print(json.dumps(run_variant(args.work, subject, name, args.seeds, not args.judge_only, args.base, args.guidance)), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 For each subject and prior setting: trains the toy LoRA recipe for ``--factor`` times its steps
 with ``select_best`` (checkpoint every ``--every`` steps), then evaluates *every* kept checkpoint
 with `evaluate` on its default prompts and seeds (which the selection never saw). Reports the
-chosen step, the last step and the best step in hindsight (highest subject fidelity among
-checkpoints whose prompt fidelity is within 0.1 of the best and whose class drift is within 0.05
-of the lowest), and the selection's overhead as a share of the training time. Writes
-benchmarks/selection.json.
+chosen step, the last step and the best step in hindsight (the same rule applied to `evaluate`'s
+figures, with the base model's evaluation as step 0), whether the chosen checkpoint beats the last
+one on subject fidelity or class drift without losing on the other, and the selection's overhead
+as a share of the training time. Writes benchmarks/selection.json.
 
     python benchmarks/selection.py --subjects dotty-heart --factor 3 --every 300
 """
@@ -21,21 +21,17 @@ from pathlib import Path
 import torch
 
 from dreamlock.evaluation import evaluate
+from dreamlock.toyworld.base import shipped_base
 from dreamlock.toyworld.demo import RECIPES, TRIGGER, demo_train_config
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
 from dreamlock.training import checkpoint as ckpt
 from dreamlock.training.api import train
 from dreamlock.training.materialize import checkpoint_as_run
+from dreamlock.training.selection import Rule, choose
 
 HERE = Path(__file__).parent
-KEYS = ("subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_drift", "diversity")
-
-
-def hindsight_best(rows: list[dict]) -> int:
-    best_pf = max(r["prompt_fidelity"] for r in rows)
-    low_drift = min(r["class_drift"] for r in rows)
-    ok = [r for r in rows if r["prompt_fidelity"] >= best_pf - 0.1 and r["class_drift"] <= low_drift + 0.05] or rows
-    return max(ok, key=lambda r: r["subject_fidelity"])["step"]
+KEYS = ("subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_drift", "diversity",
+        "reference_self_similarity")
 
 
 def run_one(work: Path, subject: str, prior: bool, factor: float, every: int, seeds: int) -> dict:
@@ -53,18 +49,24 @@ def run_one(work: Path, subject: str, prior: bool, factor: float, every: int, se
     train_s = time.time() - started
     selection = json.loads((run / "selection.json").read_text())
     select_s = sum(r["seconds"] for r in selection["rows"])
-    rows = []
+    base = evaluate(shipped_base(), refs, seeds=seeds, trigger=TRIGGER, class_word=spec.class_word,
+                    out=run / "base-evaluate", progress=False)
+    rows = [{"step": 0, **{k: base[k] for k in KEYS}}]
     for path in ckpt.checkpoint_dirs(run):
         step = ckpt.checkpoint_step(path)
         m = evaluate(checkpoint_as_run(run, step), refs, seeds=seeds, trigger=TRIGGER, class_word=spec.class_word,
                      out=path / "evaluate", progress=False)
         rows.append({"step": step, **{k: m[k] for k in KEYS}})
     by_step = {r["step"]: r for r in rows}
-    chosen, last, best = selection["chosen_step"], max(by_step), hindsight_best(rows)
+    chosen, last, best = selection["chosen_step"], max(by_step), choose(rows, Rule())
+    c, z = by_step[chosen], by_step[last]
+    fid, drift = c["subject_fidelity"] - z["subject_fidelity"], c["class_drift"] - z["class_drift"]
+    beats = (fid > 0 and drift <= 0) or (drift < 0 and fid >= 0) or chosen == last
     return {"subject": subject, "prior": prior, "steps": steps, "every": every, "chosen": chosen, "last": last,
             "best_in_hindsight": best, "train_s": round(train_s, 1), "selection_s": round(select_s, 1),
             "overhead": round(select_s / max(1e-9, train_s - select_s), 3),
-            "chosen_minus_best_fidelity": by_step[chosen]["subject_fidelity"] - by_step[best]["subject_fidelity"],
+            "chosen_minus_best_fidelity": c["subject_fidelity"] - by_step[best]["subject_fidelity"],
+            "chosen_minus_last": {"subject_fidelity": fid, "class_drift": drift}, "beats_last": beats,
             "hindsight": rows, "selection": selection["rows"]}
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import tomllib
 
+import torch
+
 from dreamlock.toyworld.base import CAPTION_DROPOUT, main
 
 
@@ -24,3 +26,20 @@ def test_rebuild_then_continue_with_caption_dropout(tmp_path):
     assert json.loads((cont / "run.json").read_text())["step"] == 2
     summary = json.loads((tmp_path / "c" / "continue_summary.json").read_text())
     assert summary["steps_done"] == 2 and summary["cpu_capability"]
+
+
+def test_widened_unet_draws_what_the_original_draws(tmp_path):
+    """Plumbing: the widened copy has cross-attention at every level and, before any training,
+    the same prediction as the shipped UNet."""
+    from diffusers import UNet2DConditionModel
+
+    from dreamlock.toyworld.base import shipped_base, widen_unet
+
+    out = widen_unet(shipped_base(), tmp_path / "wide")
+    old = UNet2DConditionModel.from_pretrained(shipped_base() / "unet", torch_dtype=torch.float32)
+    new = UNet2DConditionModel.from_pretrained(out / "unet", torch_dtype=torch.float32)
+    assert set(new.config.down_block_types) == {"CrossAttnDownBlock2D"}
+    assert sum(p.numel() for p in new.parameters()) > sum(p.numel() for p in old.parameters())
+    x, t, text = torch.randn(2, 4, 16, 16), torch.tensor([10, 700]), torch.randn(2, 16, 128)
+    with torch.no_grad():
+        assert torch.allclose(new(x, t, text).sample, old(x, t, text).sample, atol=1e-5)

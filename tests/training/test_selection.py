@@ -24,27 +24,32 @@ def row(step, sf, pf=1.0, drift=0.1, **extra):
     return {"step": step, "subject_fidelity": sf, "prompt_fidelity": pf, "class_drift": drift, "diversity": 0.2, **extra}
 
 
-RULE = Rule(prompt_margin=0.1, drift_margin=0.05)
+RULE = Rule(prompt_margin=0.1, drift_margin=0.5)
+
+
+def base_row(drift=0.1, ceiling=0.9):
+    return row(0, 0.1, drift=drift, reference_self_similarity=ceiling)
 
 
 def test_rule_takes_the_best_likeness_that_has_not_drifted():
-    rows = [row(0, 0.1, drift=0.10), row(100, 0.5), row(200, 0.7, drift=0.14), row(300, 0.9, drift=0.30)]
-    assert choose(rows, RULE) == 200  # 300 is the best likeness but drifted 0.2 above the base model
+    # the drift cap is half way from the base model's 0.1 to the references' 0.9: 0.5
+    rows = [base_row(), row(100, 0.5), row(200, 0.7, drift=0.45), row(300, 0.9, drift=0.6)]
+    assert choose(rows, RULE) == 200  # 300 is the best likeness but its class images drifted past half way
     assert [r["step"] for r in eligible(rows, RULE)] == [100, 200]
 
 
 def test_rule_drops_checkpoints_that_lost_prompt_fidelity():
-    rows = [row(0, 0.1), row(100, 0.5, pf=1.0), row(200, 0.8, pf=0.85), row(300, 0.6, pf=0.95)]
+    rows = [base_row(), row(100, 0.5, pf=1.0), row(200, 0.8, pf=0.85), row(300, 0.6, pf=0.95)]
     assert choose(rows, RULE) == 300
 
 
 def test_rule_ties_go_to_the_earlier_step_and_nothing_before_a_checkpoint():
-    assert choose([row(0, 0.1), row(100, 0.6), row(200, 0.6)], RULE) == 100
-    assert choose([row(0, 0.1)], RULE) is None
+    assert choose([base_row(), row(100, 0.6), row(200, 0.6)], RULE) == 100
+    assert choose([base_row()], RULE) is None
 
 
 def test_rule_falls_back_to_the_least_drift_when_nothing_qualifies():
-    rows = [row(0, 0.1, drift=0.0), row(100, 0.5, drift=0.4), row(200, 0.7, drift=0.2)]
+    rows = [base_row(drift=0.0, ceiling=0.2), row(100, 0.5, drift=0.4), row(200, 0.7, drift=0.2)]
     assert choose(rows, RULE) == 200
 
 
@@ -54,7 +59,7 @@ def test_loss_rule_takes_the_lowest_loss():
 
 
 def test_should_stop_after_patience_evaluations_without_a_better_checkpoint():
-    rows = [row(0, 0.1), row(100, 0.5), row(200, 0.7), row(300, 0.6)]
+    rows = [base_row(), row(100, 0.5), row(200, 0.7), row(300, 0.6)]
     assert not should_stop(rows, RULE, 2)
     assert should_stop(rows + [row(400, 0.65)], RULE, 2)
     assert not should_stop(rows + [row(400, 0.65)], RULE, None)

@@ -156,12 +156,40 @@ def ship(run_dir: Path, dest: Path = ASSET_DIR, dtype: torch.dtype = torch.float
     return dest
 
 
+def widen_unet(model: Path, out: Path) -> Path:
+    """Copy a toy pipeline to ``out`` with text cross-attention added at the highest UNet level
+    (cross-attention only, no self-attention there: 1.4x the step time instead of 2.4x). The new
+    blocks start as the identity (zeroed output projections), so the copy draws exactly what the
+    original draws until it is trained further (``--from-model`` continues it)."""
+    from diffusers import UNet2DConditionModel
+
+    shutil.copytree(model, out, dirs_exist_ok=True)
+    old = UNet2DConditionModel.from_pretrained(model / "unet", torch_dtype=torch.float32)
+    levels = len(old.config.block_out_channels)
+    config = {**old.config, "down_block_types": ["CrossAttnDownBlock2D"] * levels,
+              "up_block_types": ["CrossAttnUpBlock2D"] * levels, "only_cross_attention": [True] + [False] * (levels - 1)}
+    new = UNet2DConditionModel.from_config(config)
+    missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
+    if unexpected:
+        raise ValueError(f"{model}: not a toy UNet this code can widen ({unexpected[:2]})")
+    with torch.no_grad():
+        for name, module in new.named_modules():
+            if name.endswith("proj_out") and f"{name}.weight" in missing:
+                module.weight.zero_()
+                module.bias.zero_()
+    shutil.rmtree(out / "unet")
+    new.save_pretrained(out / "unet", safe_serialization=True)
+    return out
+
+
 def continue_pretraining(args: argparse.Namespace) -> None:
     """``--from-model``: more pretraining steps on a finished pipeline (its VAE and tokenizer kept),
     e.g. to teach the shipped base the empty prompt with caption dropout."""
     from dreamlock.training.api import train
 
     data = args.out / "data"
+    if args.widen:
+        args.from_model = widen_unet(args.from_model, args.out / "widened")
     t = time.time()
     if not (data / f"{args.images - 1:06d}.txt").is_file():
         write_pretraining_data(data, args.images, args.seed + 1)  # fresh renders: another seed than the first run
@@ -204,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="continue pretraining this pipeline (e.g. the shipped base) instead of starting from random "
                         "weights: renders --images fresh images, keeps its VAE, trains --steps at --lr")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--widen", action="store_true",
+                   help="with --from-model: first add text cross-attention at the 16x16 level (see widen_unet)")
     args = p.parse_args(argv)
     if args.from_model is not None:
         return continue_pretraining(args)

@@ -85,7 +85,7 @@ class TrainConfig(StrictModel):
     scorer_model: str | None = None  # clip-dino weights (DIR with clip/ and dino/, or CLIP_DIR,DINO_DIR)
     selection_seeds: int = Field(4, ge=1)
     selection_prompt_margin: float = Field(0.1, ge=0)
-    selection_drift_margin: float = Field(0.05, ge=0)
+    selection_drift_margin: float = Field(0.5, ge=0, le=1)  # share of the way from base drift to the subject
     checkpoints_total_limit: int | None = Field(None, ge=1)
     resume: str | None = None  # "latest" or a checkpoint folder
     validation_prompt: list[str] = []

@@ -8,8 +8,9 @@ keeps it) and ``RUN/selection.md`` (the table and each checkpoint's samples). Th
 (:func:`choose`):
 
 - a checkpoint is *eligible* when its prompt fidelity is within ``selection_prompt_margin`` of the
-  best any checkpoint reached, and its class drift (PRES) is at most ``selection_drift_margin``
-  above the base model's;
+  best any checkpoint reached, and its class drift (PRES, the class prompt's similarity to the
+  references) has moved at most ``selection_drift_margin`` (a share, 0.5) of the way from the base
+  model's value to the references' own similarity (1: class images look like the subject);
 - the chosen checkpoint is the eligible one with the highest subject fidelity (the earliest on a
   tie); when none is eligible, the one with the lowest class drift;
 - without scorer weights (a real model and no ``scorer_model``) the score is a denoising loss on
@@ -49,7 +50,7 @@ class Rule:
     """The selection rule's margins (see the module docstring)."""
 
     prompt_margin: float = 0.1
-    drift_margin: float = 0.05
+    drift_margin: float = 0.5
     by: str = "likeness"  # "likeness" (a scorer) or "loss" (no scorer weights)
 
     def describe(self) -> str:
@@ -57,8 +58,8 @@ class Rule:
             return ("lowest denoising loss on the instance and class images at fixed noise (no scorer weights: "
                     "a weaker signal that cannot see drift in new scenes)")
         return (f"highest subject fidelity among checkpoints whose prompt fidelity is within {self.prompt_margin} of "
-                f"the best seen and whose class drift is at most {self.drift_margin} above the base model's (step 0); "
-                "if none qualifies, the lowest class drift")
+                f"the best seen and whose class drift has moved at most {self.drift_margin:.0%} of the way from the base "
+                "model's (step 0) to the references' own similarity; if none qualifies, the lowest class drift")
 
 
 def eligible(rows: list[dict], rule: Rule) -> list[dict]:
@@ -68,7 +69,10 @@ def eligible(rows: list[dict], rule: Rule) -> list[dict]:
     if not candidates:
         return []
     best_prompt = max(r["prompt_fidelity"] for r in candidates)
-    drift_cap = base["class_drift"] + rule.drift_margin if base is not None else float("inf")
+    drift_cap = float("inf")
+    if base is not None:
+        ceiling = base.get("reference_self_similarity", 1.0)
+        drift_cap = base["class_drift"] + rule.drift_margin * (ceiling - base["class_drift"])
     return [r for r in candidates
             if r["prompt_fidelity"] >= best_prompt - rule.prompt_margin and r["class_drift"] <= drift_cap]
 
@@ -234,7 +238,8 @@ def _likeness_scorer(trainer, scorer_name: str, prompts: list, seeds: list[int])
         for m in modules:
             m.train()
         metrics = score(scorer, references, prompts, generations, c.class_word)
-        row = {k: metrics[k] for k in ("subject_fidelity", "prompt_fidelity", "class_drift", "diversity")}
+        row = {k: metrics[k] for k in ("subject_fidelity", "prompt_fidelity", "class_drift", "diversity",
+                                       "reference_self_similarity")}
         return row, [im for p, g in zip(prompts, generations) for im in g]
 
     return score_fn
