@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 import os
+import string
+
+import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dino(tmp_path_factory):
+    """A CLIP and a DINOv2 with random weights, a few KB each, saved like real checkpoints."""
+    from transformers import (BitImageProcessorPil, CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTokenizer,
+                              Dinov2Config, Dinov2Model)
+
+    root = tmp_path_factory.mktemp("scorer-models")
+    torch.manual_seed(0)
+    chars = list(string.ascii_lowercase)
+    vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)])}
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    clip = CLIPModel(CLIPConfig(text_config=dict(vocab_size=len(vocab), max_position_embeddings=64, **small),
+                                vision_config=dict(image_size=32, patch_size=8, **small), projection_dim=16))
+    clip.save_pretrained(root / "clip")
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(root / "clip")
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "clip")
+    Dinov2Model(Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             mlp_ratio=2)).save_pretrained(root / "dino")
+    BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "dino")
+    return root

@@ -170,3 +170,15 @@ def test_checkpoint_flag_names_the_kept_checkpoints(make_config, tmp_path):
                            "--checkpoint", "7", "--out", str(tmp_path / "gen")], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no checkpoint-7" in proc.stderr and "kept checkpoints: 1" in proc.stderr
+
+
+def test_clip_dino_scorer_when_weights_are_given(make_config, tiny_clip_dino):
+    """Plumbing: a real (non-toy) model with scorer_model selects with clip-dino by default."""
+    run = train(make_config(max_train_steps=2, checkpointing_steps=2, select_best=True, selection_seeds=2,
+                            scorer_model=str(tiny_clip_dino)))
+    selection = json.loads((run / "selection.json").read_text())
+    assert selection["scorer"] == "clip-dino"
+    from dreamlock.evaluation.prompts import dreambench_prompts
+
+    assert selection["prompts"] and not set(selection["prompts"]) & {p.text for p in dreambench_prompts("sks", "dog")}
+    assert all(isinstance(r["subject_fidelity"], float) for r in selection["rows"])
