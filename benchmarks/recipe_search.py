@@ -35,6 +35,8 @@ VARIANTS = {
     "lora_conv_te_lr3e-3": ("lora", dict(CONV_TE, learning_rate=3e-3, max_train_steps=300)),
     "lora_conv_te_noprior": ("lora", dict(CONV_TE, with_prior_preservation=False, max_train_steps=300)),
     "lora_conv_te_r32_lr2e-3": ("lora", dict(CONV_TE, rank=32, learning_rate=2e-3, max_train_steps=300)),
+    "lora_conv_te_1200": ("lora", dict(CONV_TE, max_train_steps=1200)),
+    "lora_conv_te_1200_prior0.3": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200)),
     "full": ("full", dict(max_train_steps=300)),
     "full_lr3e-4": ("full", dict(learning_rate=3e-4, max_train_steps=300)),
     "full_lr2e-4": ("full", dict(learning_rate=2e-4, max_train_steps=300)),

@@ -30,10 +30,10 @@ from rich.progress import Progress
 
 from dreamlock.families.build import SDArch, build_sd_pipeline
 from dreamlock.model_defaults import write_model_defaults
+from dreamlock.toyworld.paths import ASSET_DIR
 from dreamlock.toyworld.render import render_dataset
 from dreamlock.toyworld.vocab import caption_for, all_words
 
-ASSET_DIR = Path(__file__).parent / "assets" / "base"
 
 #: Classifier-free guidance for the shipped toy model: 1.0, i.e. no guidance (the conditional
 #: prediction alone), where the toy recipes were chosen; half the sampling cost. The first base

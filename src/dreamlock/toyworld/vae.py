@@ -215,7 +215,7 @@ def codec_table(vae, seed: int = 4321, n_subjects: int = 60, oracle=None) -> dic
 def main(argv: Sequence[str] | None = None) -> None:
     from diffusers import AutoencoderKL
 
-    from dreamlock.toyworld.base import ASSET_DIR
+    from dreamlock.toyworld.paths import ASSET_DIR
 
     p = argparse.ArgumentParser(prog="python -m dreamlock.toyworld.vae", description="Refine the toy VAE as a general codec.")
     p.add_argument("--vae", type=Path, default=ASSET_DIR / "vae", help="VAE folder to start from (default: the shipped one)")
