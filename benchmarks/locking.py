@@ -26,6 +26,7 @@ from dreamlock.evaluation import evaluate
 from dreamlock.toyworld.base import GUIDANCE, shipped_base
 from dreamlock.toyworld.demo import TRIGGER, demo_train_config
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
+from dreamlock.toyworld.vocab import parse_text
 from dreamlock.training.api import train
 
 HERE = Path(__file__).parent
@@ -83,7 +84,7 @@ def run_one(work: Path, subject: str, name: str, seeds: int, steps: int | None) 
 def row_metrics(metrics: dict) -> dict:
     """The table's metrics plus subject_fidelity_rel per scene (per-prompt fidelity / reference-vs-reference)."""
     ref = metrics.get("reference_self_similarity")
-    scenes = {p["prompt"].split(" ", 4)[-1]: p["subject_fidelity"] / ref
+    scenes = {parse_text(p["prompt"])["scene"]: p["subject_fidelity"] / ref
               for p in metrics.get("per_prompt", []) if p.get("kind") == "subject" and ref}
     codec = (metrics.get("codec_ceiling") or {}).get("subject_fidelity_rel")
     return {**{k: metrics.get(k) for k in METRICS}, "scene_rel": scenes, "codec_ceiling_rel": codec}

@@ -54,6 +54,13 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     return final
 
 
+def split_ema(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """A checkpoint's tensors as (the method's trainable state, the EMA shadow parameters in UNet
+    parameter order; empty without EMA)."""
+    state = {k: v for k, v in tensors.items() if not k.startswith("ema.")}
+    return state, [tensors[f"ema.{i}"] for i in range(len(tensors) - len(state))]
+
+
 def checkpoint_step(path: Path) -> int:
     return int(_NAME.match(Path(path).name).group(1))
 

@@ -138,11 +138,11 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         self.step, tensors, extra = ckpt.load_checkpoint(path, self.optimizer, self.scheduler)
-        ema = {k: v for k, v in tensors.items() if k.startswith("ema.")}
-        self.method.load_trainable_state({k: v for k, v in tensors.items() if not k.startswith("ema.")})
+        state, ema = ckpt.split_ema(tensors)
+        self.method.load_trainable_state(state)
         if self.ema is not None:
-            for i, p in enumerate(self.ema.shadow_params):
-                p.copy_(ema[f"ema.{i}"])
+            for p, shadow in zip(self.ema.shadow_params, ema, strict=True):
+                p.copy_(shadow)
             self.ema.optimization_step = extra["ema_step"]
 
     # ---- the run -------------------------------------------------------------------------

@@ -50,9 +50,8 @@ def _save_final(run_dir: Path, source: Path, out: Path) -> list[str]:
     config = load_config(TrainConfig, run_dir / "config.toml")
     adapter = get_family(config.family).load(config.base, config.base_config, config.allow_pickle)
     method = build_method(config.method, adapter, config)
-    tensors = load_file(str(source / "trainable.safetensors"))
-    method.load_trainable_state({k: v for k, v in tensors.items() if not k.startswith("ema.")})
-    ema = [tensors[f"ema.{i}"] for i in range(sum(k.startswith("ema.") for k in tensors))]
+    state, ema = ckpt.split_ema(load_file(str(source / "trainable.safetensors")))
+    method.load_trainable_state(state)
     if ema:  # training ends by copying the EMA weights into the UNet; do the same here
         with torch.no_grad():
             for p, shadow in zip(adapter.unet.parameters(), ema):
