@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import string
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -35,3 +38,21 @@ def tiny_clip_dino(tmp_path_factory):
                              mlp_ratio=2)).save_pretrained(root / "dino")
     BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "dino")
     return root
+
+
+def write_images(folder: Path, n: int, seed: int = 0, size: int = 32, caption: str | None = None) -> Path:
+    """Smooth, distinct RGB images (random colour blobs); optional caption sidecars."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        coarse = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC).save(folder / f"img{i}.png")
+        if caption is not None:
+            (folder / f"img{i}.txt").write_text(caption)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def images_writer():
+    """``write_images(folder, n, seed=0, size=32, caption=None)``: small distinct test images."""
+    return write_images

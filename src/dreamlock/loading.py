@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import torch
-from diffusers import StableDiffusionPipeline
 
 from dreamlock.errors import UserError
 
@@ -29,13 +28,13 @@ def _quiet_transformers() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _load_folder(path: Path, dtype: torch.dtype) -> StableDiffusionPipeline:
+def _load_folder(family, path: Path, dtype: torch.dtype):
     if not (path / "model_index.json").is_file():
         raise UserError(f"{path}: not a diffusers model folder (no model_index.json); give a folder saved with save_pretrained")
-    return StableDiffusionPipeline.from_pretrained(path, dtype=dtype, safety_checker=None, requires_safety_checker=False)
+    return family.pipeline_class.from_pretrained(path, dtype=dtype, **family.load_kwargs)
 
 
-def _load_single_file(path: Path, dtype: torch.dtype, config: str | None, allow_pickle: bool) -> StableDiffusionPipeline:
+def _load_single_file(family, path: Path, dtype: torch.dtype, config: str | None, allow_pickle: bool):
     if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
         raise UserError(
             f"{path}: pickled checkpoints can run arbitrary code; convert it to .safetensors or pass --allow-pickle if you trust it"
@@ -43,17 +42,16 @@ def _load_single_file(path: Path, dtype: torch.dtype, config: str | None, allow_
     if config is None:
         raise UserError(f"{path}: a single-file model needs its config offline; pass --base-config DIR (a diffusers folder of the same architecture)")
     try:
-        return StableDiffusionPipeline.from_single_file(
-            str(path), config=str(config), dtype=dtype, local_files_only=True,
-            safety_checker=None, requires_safety_checker=False,
+        return family.pipeline_class.from_single_file(
+            str(path), config=str(config), dtype=dtype, local_files_only=True, **family.load_kwargs,
         )
     except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{path}: cannot load as a single-file SD model ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: cannot load as a single-file {family.name} model ({str(e).splitlines()[0]})") from None
 
 
-def _load_hub(model_id: str, dtype: torch.dtype) -> StableDiffusionPipeline:
+def _load_hub(family, model_id: str, dtype: torch.dtype):
     try:
-        return StableDiffusionPipeline.from_pretrained(model_id, dtype=dtype, safety_checker=None, requires_safety_checker=False)
+        return family.pipeline_class.from_pretrained(model_id, dtype=dtype, **family.load_kwargs)
     except Exception as e:  # noqa: BLE001 - hub errors come in many types
         raise UserError(
             f"base model '{model_id}': not a local path and could not be loaded from the hub "
@@ -66,19 +64,22 @@ def load_base_pipeline(
     dtype: torch.dtype = torch.float32,
     config: str | None = None,
     allow_pickle: bool = False,
-) -> StableDiffusionPipeline:
-    """Load an SD-architecture pipeline from a local folder, a single file or a hub id."""
+    *,
+    family,
+):
+    """Load a pipeline from a local folder, a single file or a hub id. ``family`` is the adapter
+    class (``families.get_family(name)``): it names the pipeline class and its loading options."""
     _quiet_transformers()
     path = Path(base).expanduser()
     if path.is_dir():
-        pipe = _load_folder(path, dtype)
+        pipe = _load_folder(family, path, dtype)
     elif path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
-        pipe = _load_single_file(path, dtype, config, allow_pickle)
+        pipe = _load_single_file(family, path, dtype, config, allow_pickle)
     elif path.exists():
         raise UserError(f"{path}: not a model folder or a .safetensors file")
     elif str(base).startswith((".", "/", "~")) or os.sep in str(base) and str(base).count("/") > 1:
         raise UserError(f"base model not found: {base} (give a diffusers folder, a .safetensors file or a hub id)")
     else:
-        pipe = _load_hub(str(base), dtype)
+        pipe = _load_hub(family, str(base), dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -1,40 +1,30 @@
-"""Turn a run folder (or any model) into a ready pipeline: base + LoRA + learned embeddings."""
+"""Turn a run folder (or any model) into a ready pipeline: base + LoRA + learned embeddings.
+
+The one reader of a run folder for `generate`, `evaluate` and `export`: the family comes from
+``run.json`` and every family-specific step goes through its adapter.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from diffusers import StableDiffusionPipeline
-from safetensors.torch import load_file
 
+from dreamlock.families import detect_family, get_family
 from dreamlock.loading import load_base_pipeline
 from dreamlock.runs import EMBEDDINGS_FILE, LORA_FILE, PIPELINE_DIR, RunInfo, final_dir, is_run, read_run
 
 
-def add_embeddings(pipe: StableDiffusionPipeline, path: Path) -> list[str]:
-    """Load ``{token: [n, dim]}`` embeddings into the pipeline's tokenizer and text encoder."""
-    state = load_file(str(path))
-    for token, tensor in state.items():
-        vectors = tensor if tensor.ndim == 2 else tensor[None]
-        pipe.load_textual_inversion({token: vectors}, token=token)
-    return list(state)
-
-
-def load_run_pipeline(
-    run_dir: Path,
-    lora_scale: float = 1.0,
-    dtype: torch.dtype = torch.float32,
-) -> tuple[StableDiffusionPipeline, RunInfo]:
+def load_run_pipeline(run_dir: Path, lora_scale: float = 1.0, dtype: torch.dtype = torch.float32):
     """Load a run's result: the fine-tuned pipeline, or the base with LoRA / embeddings applied."""
     info = read_run(run_dir)
+    family = get_family(info.family)
     final = final_dir(run_dir)
-    if info.method == "full":
-        pipe = load_base_pipeline(final / PIPELINE_DIR, dtype)
-    else:
-        pipe = load_base_pipeline(info.base, dtype)
+    pipe = load_base_pipeline(final / PIPELINE_DIR if info.has_pipeline else info.base, dtype, family=family)
+    if info.scheduler:  # e.g. zero terminal SNR: the run samples with the schedule it trained with
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **info.scheduler)
     if info.has_embeddings:
-        add_embeddings(pipe, final / EMBEDDINGS_FILE)
+        family.add_embeddings(pipe, final / EMBEDDINGS_FILE, info.tokens)
     if info.has_lora:
         pipe.load_lora_weights(str(final), weight_name=LORA_FILE, adapter_name="dreamlock")
         pipe.set_adapters(["dreamlock"], adapter_weights=[lora_scale])
@@ -42,8 +32,16 @@ def load_run_pipeline(
 
 
 def load_pipeline(run_or_model: str | Path, lora_scale: float = 1.0,
-                  dtype: torch.dtype = torch.float32) -> tuple[StableDiffusionPipeline, RunInfo | None]:
-    """A run folder gives its trained pipeline; anything else is loaded as a base model."""
+                  dtype: torch.dtype = torch.float32, family: str | None = None) -> tuple[object, RunInfo | None]:
+    """A run folder gives its trained pipeline; anything else is loaded as a base model of its
+    detected (or the given) family."""
     if is_run(Path(run_or_model)):
         return load_run_pipeline(Path(run_or_model), lora_scale, dtype)
-    return load_base_pipeline(run_or_model, dtype), None
+    adapter = get_family(family or detect_family(run_or_model))
+    return load_base_pipeline(run_or_model, dtype, family=adapter), None
+
+
+def family_of(run_or_model: str | Path) -> str:
+    """The family of a run (from ``run.json``) or of a model folder (detected)."""
+    path = Path(run_or_model)
+    return read_run(path).family if is_run(path) else detect_family(path)

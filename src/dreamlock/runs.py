@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
 
 from pydantic import ValidationError
 
@@ -31,14 +30,16 @@ PIPELINE_DIR = "pipeline"
 LORA_FILE = "pytorch_lora_weights.safetensors"
 EMBEDDINGS_FILE = "learned_embeds.safetensors"
 
-Method = Literal["full", "lora", "ti", "pivotal"]
+#: what the methods of format_version 1 runs (written without ``produces``) left in final/
+LEGACY_PRODUCTS = {"full": ["pipeline"], "lora": ["lora"], "ti": ["embeddings"], "pivotal": ["lora", "embeddings"]}
 
 
 class RunInfo(StrictModel):
     """What a finished (or checkpointed) run produced, enough to load it back."""
 
     format_version: int = 1
-    method: Method
+    method: str
+    produces: list[str] = []  # what final/ holds, as the method declared: pipeline, lora, embeddings
     family: str = "sd"
     base: str
     trigger: str | None = None
@@ -46,14 +47,23 @@ class RunInfo(StrictModel):
     tokens: list[str] = []  # placeholder tokens learned by ti / pivotal
     step: int = 0
     resolution: int = 512
+    scheduler: dict[str, bool | int | float | str] = {}  # noise-schedule settings the run trained with
+
+    @property
+    def products(self) -> list[str]:
+        return self.produces or LEGACY_PRODUCTS.get(self.method, [])
+
+    @property
+    def has_pipeline(self) -> bool:
+        return "pipeline" in self.products
 
     @property
     def has_lora(self) -> bool:
-        return self.method in ("lora", "pivotal")
+        return "lora" in self.products
 
     @property
     def has_embeddings(self) -> bool:
-        return self.method in ("ti", "pivotal")
+        return "embeddings" in self.products
 
 
 def is_run(path: Path) -> bool:

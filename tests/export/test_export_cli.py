@@ -24,7 +24,7 @@ def _assert_one_line_error(result, text, fragment):
 @pytest.mark.parametrize(
     "which, fmt, fragment",
     [
-        ("lora", "a1111-embedding", "trained a LoRA, it has no embeddings; use --format kohya-lora or diffusers-lora"),
+        ("lora", "a1111-embedding", "trained a LoRA, it has no embeddings; use --format kohya-lora, diffusers-lora, diffusers or single-file"),
         ("ti", "kohya-lora", "learned embeddings only (textual inversion), it has no LoRA"),
         ("full", "diffusers-lora", "is a full fine-tune, it has no LoRA; use --format diffusers or single-file"),
         ("ti", "single-file", "no tokenizer to carry new tokens"),

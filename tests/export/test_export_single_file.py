@@ -77,3 +77,26 @@ def test_single_file_fp16(runs, out_dir):
     for name in ("unet", "vae", "text_encoder"):
         sa, sb = getattr(reloaded, name).state_dict(), getattr(original, name).state_dict()
         assert all(torch.equal(sa[k], sb[k].half()) for k in sb), name
+
+
+def test_sd2_text_encoder_is_written_in_the_openclip_layout(tmp_path, images_writer):
+    """An SD2-style tiny model (v-prediction, OpenCLIP's GELU text encoder, linear attention
+    projections): the text encoder goes under ``cond_stage_model.model.`` with fused q/k/v, and
+    diffusers' single-file loader reads every weight back exactly."""
+    from dreamlock.families.build import SDArch, save_tiny_pipeline
+    from dreamlock.training.api import train
+
+    arch = SDArch(prediction_type="v_prediction", text_act="gelu", linear_projection=True)
+    base = save_tiny_pipeline(tmp_path / "sd2", arch)
+    run = train(base=str(base), data=str(images_writer(tmp_path / "data", 2)), output=str(tmp_path / "run"),
+                method="full", train_text_encoder=True, max_train_steps=1, learning_rate=1e-3, class_word="dog")
+    path = export(run, "single-file", tmp_path / "sd2.safetensors")
+    state = load_file(str(path))
+    text = {k for k in state if k.startswith("cond_stage_model.")}
+    assert text and all(k.startswith("cond_stage_model.model.") for k in text)
+    for key in ("token_embedding.weight", "positional_embedding", "ln_final.weight",
+                "transformer.resblocks.1.attn.in_proj_weight", "transformer.resblocks.0.attn.out_proj.bias",
+                "transformer.resblocks.0.mlp.c_fc.weight", "transformer.resblocks.1.ln_2.bias"):
+        assert "cond_stage_model.model." + key in state, key
+    assert state["cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight"].shape[0] == 3 * arch.text_hidden
+    _assert_same_weights(_from_single_file(path, base), load_pipe(run / "final" / "pipeline"))

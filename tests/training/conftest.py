@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from dreamlock.families.build import save_tiny_pipeline
 from dreamlock.training.config import TrainConfig
@@ -22,21 +20,9 @@ def tiny_base(tmp_path_factory) -> Path:
     return save_tiny_pipeline(tmp_path_factory.mktemp("base") / "tiny")
 
 
-def write_images(folder: Path, n: int, seed: int = 0, size: int = 32, caption: str | None = None) -> Path:
-    """Smooth, distinct RGB images (random colour blobs); optional caption sidecars."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        coarse = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
-        Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC).save(folder / f"img{i}.png")
-        if caption is not None:
-            (folder / f"img{i}.txt").write_text(caption)
-    return folder
-
-
 @pytest.fixture
-def instance_dir(tmp_path) -> Path:
-    return write_images(tmp_path / "data", 4)
+def instance_dir(tmp_path, images_writer) -> Path:
+    return images_writer(tmp_path / "data", 4)
 
 
 @pytest.fixture
@@ -69,8 +55,3 @@ def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str
 def params():
     """(snapshot, changed) helpers to compare a module's parameters before and after training."""
     return snapshot, changed
-
-
-@pytest.fixture
-def images_writer():
-    return write_images

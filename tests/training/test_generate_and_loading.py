@@ -8,7 +8,11 @@ from safetensors.torch import save_file
 
 from dreamlock.errors import UserError
 from dreamlock.generation import generate, load_generator
-from dreamlock.loading import load_base_pipeline
+from dreamlock.families import get_family
+
+
+def load_base_pipeline(base):
+    return get_family("sd").load_pipeline(base)
 
 
 def test_generate_writes_seeded_images_and_grid(tiny_base, tmp_path):

@@ -19,11 +19,11 @@ PROMPT = "a photo of sks dog"
 def _train(config, params):
     snapshot, changed = params
     trainer = prepare_trainer(config)
-    a = trainer.adapter
-    before = {"unet": snapshot(a.unet), "vae": snapshot(a.vae), "te": snapshot(a.text_encoder)}
+    parts = {"unet": trainer.adapter.denoiser, "vae": trainer.adapter.vae}
+    parts |= {"te" if i == 0 else f"te{i + 1}": t.encoder for i, t in enumerate(trainer.adapter.text_encoders())}
+    before = {name: snapshot(module) for name, module in parts.items()}
     losses = [trainer.optimizer_step()["loss"] for _ in range(config.max_train_steps)]
-    diff = {"unet": changed(before["unet"], a.unet), "vae": changed(before["vae"], a.vae),
-            "te": changed(before["te"], a.text_encoder)}
+    diff = {name: changed(before[name], module) for name, module in parts.items()}
     run_dir = finish(trainer)
     return trainer, losses, diff, run_dir
 
@@ -41,7 +41,7 @@ def _assert_changes_generation(run_dir, base):
 def test_full_trains_unet_only(make_config, params, tiny_base):
     trainer, losses, diff, run_dir = _train(make_config(method="full", learning_rate=1e-3), params)
     assert all(math.isfinite(x) for x in losses)
-    assert len(diff["unet"]) > 0.9 * len(list(trainer.adapter.unet.parameters()))
+    assert len(diff["unet"]) > 0.9 * len(list(trainer.adapter.denoiser.parameters()))
     assert diff["vae"] == set() and diff["te"] == set()
     assert (run_dir / "final" / "pipeline" / "model_index.json").is_file()
     assert read_run(run_dir).method == "full"
@@ -81,12 +81,12 @@ def test_ti_trains_only_new_token_rows(make_config, params, tiny_base):
     trainer, losses, diff, run_dir = _train(make_config(method="ti", num_vectors=2), params)
     assert diff["unet"] == set() and diff["vae"] == set()
     assert len(diff["te"]) == 1 and next(iter(diff["te"])).endswith("token_embedding.weight")
-    emb = trainer.adapter.text_encoder.get_input_embeddings().weight.detach()
-    ids = trainer.method.token_ids
+    table = trainer.method.tables[0]
+    emb, ids = table.embedding.detach(), table.token_ids
     frozen = torch.ones(len(emb), dtype=torch.bool)
     frozen[ids] = False
-    assert torch.equal(emb[frozen], trainer.method.original[frozen])
-    assert not torch.equal(emb[ids], trainer.method.original[ids])
+    assert torch.equal(emb[frozen], table.original[frozen])
+    assert not torch.equal(emb[ids], table.original[ids])
     info = read_run(run_dir)
     assert info.tokens == ["<sks>"]  # "sks" is already a word of the tiny vocabulary
     _assert_changes_generation(run_dir, tiny_base)

@@ -47,7 +47,7 @@ def test_existing_run_needs_resume(make_config, tmp_path):
 ])
 def test_incompatible_options(make_config, overrides, message):
     with pytest.raises(Exception, match=message):
-        make_config(**overrides)
+        validate_config(make_config(**overrides))
 
 
 def test_toml_flags_and_set_overrides(tmp_path):

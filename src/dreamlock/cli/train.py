@@ -20,6 +20,7 @@ def train(
     allow_pickle: Optional[bool] = typer.Option(None, "--allow-pickle", help="allow a pickled .ckpt base (runs code!)"),
     data: Optional[Path] = typer.Option(None, help="folder of instance images (+ .txt captions)"),
     output: Optional[Path] = typer.Option(None, help="run folder to write"),
+    family: Optional[str] = typer.Option(None, help="model family (sd | sdxl); default: read from the base model"),
     method: Optional[str] = typer.Option(None, help="full | lora | ti | pivotal"),
     class_word: Optional[str] = typer.Option(None, help="the subject's class, e.g. dog"),
     trigger: Optional[str] = typer.Option(None, help="the identifier word, e.g. sks"),
@@ -37,7 +38,7 @@ def train(
 
     flags = {
         "base": base, "base_config": base_config, "allow_pickle": allow_pickle, "data": data, "output": output,
-        "method": method, "class_word": class_word, "trigger": trigger,
+        "family": family, "method": method, "class_word": class_word, "trigger": trigger,
         "with_prior_preservation": prior_preservation, "max_train_steps": steps, "resume": resume,
         "checkpointing_steps": checkpointing_steps, "select_best": select_best, "early_stop_patience": early_stop_patience,
     }

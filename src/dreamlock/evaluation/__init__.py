@@ -15,7 +15,6 @@ other model gets DreamBench's prompts and the clip-dino scorer, which needs ``--
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from pathlib import Path
 from typing import Any, Protocol, Sequence

@@ -1,20 +1,22 @@
 """``dreamlock export``: turn a run into files the rest of the ecosystem loads.
 
-One module per format, found through ``FORMATS`` (name -> "module:function" and the run methods it
-fits). Every format writes into a scratch path next to ``--out`` that is moved into place only when
-complete, so a failed export leaves nothing half-written, and an existing ``--out`` is replaced only
-with ``overwrite=True``.
+One module per format, found through ``FORMATS`` (name -> "module:function", the run products it
+needs and the families it is written for). A run's products are what its method declared
+(``Method.produces``), so a new method needs no change here. Every format writes into a scratch path
+next to ``--out`` that is moved into place only when complete, so a failed export leaves nothing
+half-written, and an existing ``--out`` is replaced only with ``overwrite=True``.
 
-=====================  ==================  ==================================================
-format                 run methods         writes
-=====================  ==================  ==================================================
-diffusers              all                 pipeline folder (LoRA fused, tokens added)
-diffusers-lora         lora, pivotal       folder: pytorch_lora_weights.safetensors (+ embeddings)
-kohya-lora             lora, pivotal       one .safetensors, kohya/A1111/ComfyUI keys
-a1111-embedding        ti, pivotal         .safetensors with ``emb_params`` (one per token)
-diffusers-embedding    ti, pivotal         learned_embeds.safetensors {token: tensor}
-single-file            full, lora          one .safetensors in the LDM/A1111 layout
-=====================  ==================  ==================================================
+=====================  ======================  ==============================================
+format                 run holds               writes
+=====================  ======================  ==============================================
+diffusers              anything                pipeline folder (LoRA fused, tokens added)
+diffusers-lora         lora                    folder: pytorch_lora_weights.safetensors (+ embeddings)
+kohya-lora             lora                    one .safetensors, kohya/A1111/ComfyUI keys
+a1111-embedding        embeddings              .safetensors with ``emb_params`` (one per token)
+diffusers-embedding    embeddings              learned_embeds.safetensors {token: tensor}
+single-file            pipeline or lora,       one .safetensors in the LDM/A1111 layout
+                       no embeddings
+=====================  ======================  ==============================================
 """
 
 from __future__ import annotations
@@ -31,46 +33,49 @@ from dreamlock.runs import FINAL_DIR, read_run
 
 @dataclass(frozen=True)
 class Format:
+    """An export format and what it needs of a run: the products (``RunInfo.products``, as the
+    run's method declared them) it can express, and the model families it is written for."""
+
     target: str  # "module:function", called with an ExportJob, returns the main path written
-    methods: tuple[str, ...]  # run methods this format can express
+    needs: tuple[str, ...]  # the run must hold one of these products ("" = any run)
+    lacks: str  # why a run without them does not fit, for the message
     uses_lora: bool  # --lora-scale means something
+    families: tuple[str, ...] = ("sd", "sdxl")  # model families it is written for
+    excludes: tuple[str, ...] = ()  # products the format cannot carry
+
+    def fits(self, products: list[str]) -> bool:
+        return ((not self.needs or any(p in products for p in self.needs))
+                and not any(p in products for p in self.excludes))
 
 
+_NO_LORA, _NO_EMBEDDINGS = "it has no LoRA", "it has no embeddings"
 FORMATS: dict[str, Format] = {
-    "diffusers": Format("dreamlock.exporting.diffusers_formats:export_pipeline", ("full", "lora", "ti", "pivotal"), True),
-    "diffusers-lora": Format("dreamlock.exporting.diffusers_formats:export_lora", ("lora", "pivotal"), True),
-    "kohya-lora": Format("dreamlock.exporting.kohya:export_kohya_lora", ("lora", "pivotal"), True),
-    "a1111-embedding": Format("dreamlock.exporting.embeddings:export_a1111_embedding", ("ti", "pivotal"), False),
-    "diffusers-embedding": Format("dreamlock.exporting.embeddings:export_diffusers_embedding", ("ti", "pivotal"), False),
-    "single-file": Format("dreamlock.exporting.single_file:export_single_file", ("full", "lora"), True),
+    "kohya-lora": Format("dreamlock.exporting.kohya:export_kohya_lora", ("lora",), _NO_LORA, True),
+    "diffusers-lora": Format("dreamlock.exporting.diffusers_formats:export_lora", ("lora",), _NO_LORA, True),
+    "a1111-embedding": Format("dreamlock.exporting.embeddings:export_a1111_embedding", ("embeddings",), _NO_EMBEDDINGS,
+                              False, ("sd",)),
+    "diffusers-embedding": Format("dreamlock.exporting.embeddings:export_diffusers_embedding", ("embeddings",),
+                                  _NO_EMBEDDINGS, False, ("sd",)),
+    "diffusers": Format("dreamlock.exporting.diffusers_formats:export_pipeline", (), "", True),
+    "single-file": Format("dreamlock.exporting.single_file:export_single_file", ("pipeline", "lora"),
+                          "and a single-file checkpoint has no tokenizer to carry new tokens", True, ("sd",),
+                          excludes=("embeddings",)),
 }
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
-_METHOD_WORDS = {
-    "full": "is a full fine-tune",
-    "lora": "trained a LoRA",
-    "ti": "learned embeddings only (textual inversion)",
-    "pivotal": "trained a LoRA and new tokens (pivotal tuning)",
-}
-_SUGGEST = {
-    "full": "diffusers or single-file",
-    "lora": "kohya-lora or diffusers-lora (or diffusers / single-file for a merged model)",
-    "ti": "a1111-embedding or diffusers-embedding (or diffusers)",
-    "pivotal": "kohya-lora (LoRA + bundled embeddings), diffusers-lora or diffusers",
-}
-_LACKS = {
-    "diffusers-lora": "it has no LoRA",
-    "kohya-lora": "it has no LoRA",
-    "a1111-embedding": "it has no embeddings",
-    "diffusers-embedding": "it has no embeddings",
-    "single-file": "and a single-file checkpoint has no tokenizer to carry new tokens",
-}
+
+def fitting_formats(products: list[str], family: str) -> list[str]:
+    return [name for name, f in FORMATS.items() if f.fits(products) and family in f.families]
 
 
-def refusal(run_dir: Path, method: str, fmt: str) -> str:
+def refusal(run_dir: Path, info, fmt: str) -> str:
     """The one-line reason a format does not fit a run, with the formats that do."""
-    return f"run {run_dir} {_METHOD_WORDS[method]}, {_LACKS[fmt]}; use --format {_SUGGEST[method]}"
+    from dreamlock.methods import METHODS, get_method
+
+    summary = get_method(info.method).summary if info.method in METHODS else f"is a {info.method} run"
+    fits = fitting_formats(info.products, info.family)
+    return f"run {run_dir} {summary}, {FORMATS[fmt].lacks}; use --format {', '.join(fits[:-1])} or {fits[-1]}"
 
 
 def _overlaps(a: Path, b: Path) -> bool:
@@ -124,8 +129,12 @@ def export(
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir} (give a folder made by `dreamlock train`)")
     info = read_run(run_dir)
-    if info.method not in spec.methods:
-        raise UserError(refusal(run_dir, info.method, format))
+    if not spec.fits(info.products):
+        raise UserError(refusal(run_dir, info, format))
+    if info.family not in spec.families:
+        fits = fitting_formats(info.products, info.family)
+        raise UserError(f"--format {format} is not written for {info.family} runs yet; "
+                        f"use --format {' or '.join(fits)} for run {run_dir}")
     if lora_scale != 1.0 and not (spec.uses_lora and info.has_lora):
         raise UserError(f"--lora-scale applies to LoRA exports only; run {run_dir} with --format {format} has no LoRA to scale")
     out_path = Path(out).expanduser().resolve()

@@ -30,12 +30,16 @@ from dreamlock.runs import EMBEDDINGS_FILE, LORA_FILE, PIPELINE_DIR, RunInfo, fi
 
 if TYPE_CHECKING:
     import torch
-    from diffusers import StableDiffusionPipeline
 
-LORA_COMPONENTS = ("unet", "text_encoder")
 LORA_METADATA_KEY = "lora_adapter_metadata"  # diffusers' header key (diffusers.loaders.lora_base)
 
 
+def lora_components(info: RunInfo) -> tuple[str, ...]:
+    """The components a run's LoRA file may hold: its family's denoiser and text encoders."""
+    from dreamlock.families import get_family
+
+    family = get_family(info.family)
+    return (family.denoiser_name, *(s.name for s in family.text_encoder_slots))
 @dataclass
 class ExportJob:
     """One export: the run, where to write (a scratch path the caller moves into place), how."""
@@ -61,7 +65,7 @@ class ExportJob:
 class LoraModule:
     """One adapted layer: ``up @ down`` scaled by ``alpha / rank`` is added to its weight."""
 
-    component: str  # "unet" | "text_encoder"
+    component: str  # a component of the run's family: "unet", "text_encoder", "text_encoder_2"...
     path: str  # module path inside the component, as saved (peft key without .lora_A.weight)
     down: "torch.Tensor"  # lora_A.weight [r, in] (conv: [r, in, kh, kw])
     up: "torch.Tensor"  # lora_B.weight [out, r] (conv: [out, r, 1, 1])
@@ -144,6 +148,7 @@ def read_run_lora(run_dir: Path, info: RunInfo) -> RunLora:
     from safetensors.torch import load_file
 
     path = lora_file(run_dir, info)
+    components = lora_components(info)
     try:
         state = load_file(str(path))
         with safe_open(str(path), "pt") as f:
@@ -160,7 +165,7 @@ def read_run_lora(run_dir: Path, info: RunInfo) -> RunLora:
             flat = {}
         for key, value in flat.items():
             comp, _, name = key.partition(".")
-            if comp in LORA_COMPONENTS and name:
+            if comp in components and name:
                 metadata.setdefault(comp, {})[name] = value
     cfg_alpha, cfg_source = _config_alpha(run_dir)
 
@@ -169,8 +174,9 @@ def read_run_lora(run_dir: Path, info: RunInfo) -> RunLora:
     extra: list[str] = []
     for key, tensor in state.items():
         comp, _, rest = key.partition(".")
-        if comp not in LORA_COMPONENTS:
-            raise WorkError(f"{path}: unexpected key {key!r} (expected unet.* or text_encoder.*); is this a diffusers LoRA file?")
+        if comp not in components:
+            raise WorkError(f"{path}: unexpected key {key!r} (expected {' or '.join(c + '.*' for c in components)}); "
+                            "is this a diffusers LoRA file of this run's model family?")
         if rest.endswith(".lora_A.weight"):
             downs[(comp, rest[: -len(".lora_A.weight")])] = tensor
         elif rest.endswith(".lora_B.weight"):
@@ -283,13 +289,23 @@ def fuse_lora_into(model: "torch.nn.Module", component: str, lora: RunLora, scal
 # Embeddings
 
 
+def embeddings_file(run_dir: Path) -> Path:
+    path = final_dir(run_dir) / EMBEDDINGS_FILE
+    if not path.is_file():
+        raise UserError(f"run {run_dir}: no {path.relative_to(run_dir)} (has training finished?)")
+    return path
+
+
 def read_run_embeddings(run_dir: Path, info: RunInfo) -> dict[str, "torch.Tensor"]:
     """``final/learned_embeds.safetensors`` as {token: [n_vectors, dim]} (1-D tensors become [1, dim])."""
     from safetensors.torch import load_file
 
-    path = final_dir(run_dir) / EMBEDDINGS_FILE
-    if not path.is_file():
-        raise UserError(f"run {run_dir}: no {path.relative_to(run_dir)} (has training finished?)")
+    from dreamlock.families import get_family
+
+    path = embeddings_file(run_dir)
+    if len(get_family(info.family).text_encoder_slots) > 1:
+        raise UserError(f"run {run_dir} is a {info.family} run: its {path.relative_to(run_dir)} already is the "
+                        "A1111 / ComfyUI multi-encoder embedding (clip_l / clip_g); copy that file, or use --format diffusers")
     try:
         state = load_file(str(path))
     except Exception as e:  # noqa: BLE001
@@ -314,27 +330,28 @@ def safe_token_name(token: str, taken: set[str]) -> str:
 # Pipelines
 
 
-def run_pipeline(job: ExportJob) -> "StableDiffusionPipeline":
+def run_pipeline(job: ExportJob):
     """The run's result as one plain pipeline at fp32: fine-tuned weights, or the base with the
     LoRA fused in (scaled by ``job.lora_scale``) and the learned tokens added."""
     import torch
 
-    from dreamlock.loading import load_base_pipeline
-    from dreamlock.pipelines import add_embeddings
+    from dreamlock.families import get_family
 
     info, run_dir = job.info, job.run_dir
-    if info.method == "full":
+    family = get_family(info.family)
+    if info.has_pipeline:
         path = final_dir(run_dir) / PIPELINE_DIR
         if not (path / "model_index.json").is_file():
             raise UserError(f"run {run_dir}: no final/{PIPELINE_DIR}/ pipeline (has training finished?)")
-        return load_base_pipeline(path, torch.float32)
+        return family.load_pipeline(path, dtype=torch.float32)
     lora = read_run_lora(run_dir, info) if info.has_lora else None
-    embeds = read_run_embeddings(run_dir, info) if info.has_embeddings else None
-    pipe = load_base_pipeline(info.base, torch.float32)
-    if embeds is not None:
-        add_embeddings(pipe, final_dir(run_dir) / EMBEDDINGS_FILE)
+    if info.has_embeddings:
+        embeddings_file(run_dir)
+    pipe = family.load_pipeline(info.base, dtype=torch.float32)
+    if info.has_embeddings:
+        family.add_embeddings(pipe, final_dir(run_dir) / EMBEDDINGS_FILE, info.tokens)
     if lora is not None:
-        for component in LORA_COMPONENTS:
+        for component in lora_components(info):
             fuse_lora_into(getattr(pipe, component), component, lora, job.lora_scale)
     return pipe
 

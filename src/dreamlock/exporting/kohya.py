@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dreamlock.errors import UserError, WorkError
 from dreamlock.exporting.common import (
@@ -37,22 +36,28 @@ from dreamlock.exporting.common import (
     read_run_lora,
 )
 
-if TYPE_CHECKING:
-    from diffusers import StableDiffusionPipeline
-
 BUNDLE_PREFIX = "bundle_emb."
 BUNDLE_SUFFIX = ".string_to_param.*"
 
 
-def kohya_name(module: LoraModule) -> str:
+def kohya_prefixes(family_name: str) -> dict[str, str]:
+    """Component -> kohya key prefix: ``unet`` -> ``lora_unet``; ``text_encoder`` -> ``lora_te``
+    (SD) or ``lora_te1`` and ``text_encoder_2`` -> ``lora_te2`` (SDXL)."""
+    from dreamlock.families import get_family
+
+    family = get_family(family_name)
+    return {family.denoiser_name: family.kohya_denoiser_prefix} | {s.name: s.kohya_prefix for s in family.text_encoder_slots}
+
+
+def kohya_name(module: LoraModule, prefixes: dict[str, str]) -> str:
     """``unet`` + ``down_blocks.1....attn1.to_q`` -> ``lora_unet_down_blocks_1_..._attn1_to_q``.
 
     Text encoder paths always get the ``text_model.`` level the kohya names have, whether the
     run saved them with it (transformers < 5.6) or without it (flattened ``CLIPTextModel``)."""
-    if module.component == "unet":
-        return "lora_unet_" + module.path.replace(".", "_")
-    path = module.path if module.path.startswith("text_model.") else "text_model." + module.path
-    return "lora_te_" + path.replace(".", "_")
+    path = module.path
+    if module.component.startswith("text_encoder") and not path.startswith("text_model."):
+        path = "text_model." + path
+    return prefixes[module.component] + "_" + path.replace(".", "_")
 
 
 def _unet_base_config(job: ExportJob) -> dict:
@@ -105,7 +110,9 @@ def kohya_metadata(job: ExportJob, lora: RunLora, stem: str) -> dict[str, str]:
     if info.tokens:
         meta["dreamlock_tokens"] = json.dumps(info.tokens)
     cross = _cross_attention_dim(job, lora)
-    if cross is not None:
+    if info.family == "sdxl":
+        meta["ss_base_model_version"] = "sdxl_base_v1-0"
+    elif cross is not None:
         v2 = cross == 1024  # SD2.x: OpenCLIP ViT-H, 1024-d; SD1.x: CLIP ViT-L, 768-d
         meta["ss_base_model_version"] = "sd_v2" if v2 else "sd_v1"
         meta["ss_v2"] = str(v2)
@@ -115,7 +122,7 @@ def kohya_metadata(job: ExportJob, lora: RunLora, stem: str) -> dict[str, str]:
     return meta
 
 
-def kohya_state_dict(lora: RunLora, scale: float = 1.0) -> dict:
+def kohya_state_dict(lora: RunLora, scale: float = 1.0, family: str = "sd") -> dict:
     """The kohya-named tensors (float32 here; cast afterwards)."""
     import torch
 
@@ -126,8 +133,9 @@ def kohya_state_dict(lora: RunLora, scale: float = 1.0) -> dict:
             "use --format diffusers-lora, or --format diffusers / single-file to fuse it"
         )
     state: dict[str, torch.Tensor] = {}
+    prefixes = kohya_prefixes(family)
     for m in lora.modules:
-        name = kohya_name(m)
+        name = kohya_name(m, prefixes)
         if f"{name}.lora_down.weight" in state:
             raise WorkError(f"two LoRA layers map to the same kohya name {name}; cannot write a kohya file")
         state[f"{name}.lora_down.weight"] = m.down.float()
@@ -140,7 +148,7 @@ def export_kohya_lora(job: ExportJob) -> Path:
     from safetensors.torch import save_file
 
     lora = read_run_lora(job.run_dir, job.info)
-    state = kohya_state_dict(lora, job.lora_scale)
+    state = kohya_state_dict(lora, job.lora_scale, job.info.family)
     alphas = {k: v for k, v in state.items() if k.endswith(".alpha")}
     state = cast_state({k: v for k, v in state.items() if not k.endswith(".alpha")}, job.dtype)
     state.update(alphas)  # alpha stays float32: it is read with .item(), and fp16 would round odd values
@@ -174,7 +182,7 @@ def split_kohya_file(path: str | Path) -> tuple[dict, dict]:
     return lora, embeds
 
 
-def load_kohya_lora(pipe: "StableDiffusionPipeline", path: str | Path, adapter_name: str | None = None) -> list[str]:
+def load_kohya_lora(pipe, path: str | Path, adapter_name: str | None = None) -> list[str]:
     """Load a kohya LoRA file, bundled embeddings included, into a diffusers pipeline.
 
     diffusers converts the kohya keys itself (``load_lora_weights``); the ``bundle_emb.*`` tensors,

@@ -3,6 +3,8 @@
     model.diffusion_model.*                 UNet  (input_blocks / middle_block / output_blocks)
     first_stage_model.*                     VAE   (encoder.down.N.block.M / mid.attn_1 / decoder.up.N)
     cond_stage_model.transformer.text_model.*   CLIP text encoder (SD1 layout, as transformers names it)
+    cond_stage_model.model.*                OpenCLIP text encoder (SD2 layout: transformer.resblocks.N,
+                                            fused attn.in_proj), for text encoders with OpenCLIP's GELU
 
 The diffusers -> LDM mapping is derived from the model's own config (number of levels,
 ``layers_per_block``, which levels have attention, which have down/up samplers), so it works for
@@ -11,9 +13,9 @@ silently dropped. Load it back with
 ``StableDiffusionPipeline.from_single_file(path, config=DIFFUSERS_FOLDER, local_files_only=True)``,
 where the folder is the base model (or a ``--format diffusers`` export) of the same architecture.
 
-Not covered: the OpenCLIP text-encoder layout of original SD2 checkpoints (an SD2-sized model is
-written with the CLIP layout above, which diffusers reads but A1111 does not), SDXL, and runs with
-learned tokens (a checkpoint file has no tokenizer to carry them).
+Not covered: SDXL, and runs with learned tokens (a checkpoint file has no tokenizer to carry them).
+An SD2 text encoder converted to diffusers has lost OpenCLIP's last block (SD2 conditions on the
+penultimate one), so the file has one block fewer than the original; A1111 does not use that block.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from dreamlock.exporting.common import ExportJob, base_name, cast_state, run_pip
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TEXT_PREFIX = "cond_stage_model.transformer."
+OPENCLIP_PREFIX = "cond_stage_model.model."
+_OPENCLIP_LAYER = {"self_attn.out_proj": "attn.out_proj", "layer_norm1": "ln_1", "layer_norm2": "ln_2",
+                   "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
+_OPENCLIP_TOP = {"embeddings.token_embedding.weight": "token_embedding.weight",
+                 "embeddings.position_embedding.weight": "positional_embedding",
+                 "final_layer_norm.weight": "ln_final.weight", "final_layer_norm.bias": "ln_final.bias"}
 
 _UNET_RESNET = {
     "norm1": "in_layers.0",
@@ -151,6 +159,40 @@ def text_encoder_to_ldm(state: dict[str, Any]) -> dict[str, Any]:
     return {("" if k.startswith("text_model.") else "text_model.") + k: v for k, v in state.items()}
 
 
+def text_encoder_to_openclip(state: dict[str, Any]) -> dict[str, Any]:
+    """transformers ``CLIPTextModel`` -> OpenCLIP names (SD2 layout): q/k/v projections fused into
+    ``attn.in_proj_*`` as OpenCLIP's ``nn.MultiheadAttention`` holds them."""
+    import torch
+
+    out: dict[str, Any] = {}
+    qkv: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, value in state.items():
+        key = key.removeprefix("text_model.")
+        if key == "embeddings.position_ids":
+            continue  # a buffer, not a weight
+        if key in _OPENCLIP_TOP:
+            out[_OPENCLIP_TOP[key]] = value
+            continue
+        m = re.fullmatch(r"encoder\.layers\.(\d+)\.(.+)\.(weight|bias)", key)
+        if m is None:
+            raise WorkError(f"text encoder weight {key!r} has no place in the OpenCLIP layout; use --format diffusers")
+        block, module, param = m.groups()
+        if module in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+            qkv.setdefault((block, param), {})[module[-6]] = value
+        elif module in _OPENCLIP_LAYER:
+            out[f"transformer.resblocks.{block}.{_OPENCLIP_LAYER[module]}.{param}"] = value
+        else:
+            raise WorkError(f"text encoder weight {key!r} has no place in the OpenCLIP layout; use --format diffusers")
+    for (block, param), parts in qkv.items():
+        out[f"transformer.resblocks.{block}.attn.in_proj_{param}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return out
+
+
+def uses_openclip_layout(text_encoder) -> bool:
+    """SD2's OpenCLIP text encoder (GELU) vs SD1's OpenAI CLIP (quick GELU)."""
+    return getattr(text_encoder.config, "hidden_act", "quick_gelu") == "gelu"
+
+
 def _convert_all(state: dict[str, Any], convert, what: str) -> dict[str, Any]:
     out = {}
     for key, value in state.items():
@@ -169,7 +211,10 @@ def pipeline_to_ldm(pipe) -> dict[str, Any]:
     """All weights of an SD pipeline under the LDM single-file names."""
     state = {UNET_PREFIX + k: v for k, v in unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config)).items()}
     state.update({VAE_PREFIX + k: v for k, v in vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)).items()})
-    state.update({TEXT_PREFIX + k: v for k, v in text_encoder_to_ldm(pipe.text_encoder.state_dict()).items()})
+    if uses_openclip_layout(pipe.text_encoder):
+        state.update({OPENCLIP_PREFIX + k: v for k, v in text_encoder_to_openclip(pipe.text_encoder.state_dict()).items()})
+    else:
+        state.update({TEXT_PREFIX + k: v for k, v in text_encoder_to_ldm(pipe.text_encoder.state_dict()).items()})
     return state
 
 

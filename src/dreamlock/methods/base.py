@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from dreamlock.families.sd import SDAdapter
-from dreamlock.training.config import TrainConfig
+from dreamlock.families.base import ModelFamily
+
+if TYPE_CHECKING:
+    from dreamlock.training.config import TrainConfig
 
 
 class Method:
     """Base class. Subclasses choose trainable parameters and how results are saved."""
 
     name = "base"
+    #: what the run's ``final/`` holds: "pipeline", "lora" and/or "embeddings" (exports follow it)
+    produces: ClassVar[tuple[str, ...]] = ()
+    #: prior-preservation modes that fit; empty: prior preservation does not apply
+    prior_modes: ClassVar[tuple[str, ...]] = ("class_images",)
+    learns_token: ClassVar[bool] = False  # needs a trigger word to turn into a new token
+    supports_ema: ClassVar[bool] = False  # trains the whole denoiser, so an EMA of it makes sense
+    summary: ClassVar[str] = ""  # for messages: "run R <summary>, ..."
 
-    def __init__(self, adapter: SDAdapter, config: TrainConfig):
+    def __init__(self, adapter: ModelFamily, config: "TrainConfig"):
         self.adapter = adapter
         self.config = config
 
@@ -56,14 +66,26 @@ class Method:
         raise NotImplementedError(f"{self.name} cannot give the base model's prediction")
 
 
-def freeze_all(adapter: SDAdapter) -> None:
+def freeze_all(adapter: ModelFamily) -> None:
     """Start every method from a fully frozen model; each then unfreezes what it trains."""
-    for module in (adapter.unet, adapter.vae, adapter.text_encoder):
+    for module in adapter.modules():
         module.requires_grad_(False)
 
 
 def named_trainable(module: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
     return {f"{prefix}.{n}": p for n, p in module.named_parameters() if p.requires_grad}
+
+
+def named_trainable_in(components: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """Trainable parameters of several components, keyed ``<component>.<parameter>``."""
+    return {k: v for name, module in components.items() for k, v in named_trainable(module, name).items()}
+
+
+def component_groups(params: dict[str, torch.Tensor], denoiser: str, lr: float, text_lr: float) -> list[dict]:
+    """Optimizer groups: the denoiser's parameters at ``lr``, the text encoders' at ``text_lr``."""
+    own = [p for n, p in params.items() if n.startswith(denoiser + ".")]
+    text = [p for n, p in params.items() if not n.startswith(denoiser + ".")]
+    return [{"params": own, "lr": lr}] + ([{"params": text, "lr": text_lr}] if text else [])
 
 
 def copy_into(params: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:

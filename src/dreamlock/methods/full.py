@@ -1,4 +1,4 @@
-"""DreamBooth full fine-tune: the whole UNet, optionally the text encoder with its own LR."""
+"""DreamBooth full fine-tune: the whole denoiser, optionally the text encoder(s) with their own LR."""
 
 from __future__ import annotations
 
@@ -6,43 +6,40 @@ from pathlib import Path
 
 import torch
 
-from dreamlock.methods.base import Method, copy_into, named_trainable
+from dreamlock.methods.base import Method, component_groups, copy_into, named_trainable_in
 from dreamlock.runs import PIPELINE_DIR
 
 
 class FullFineTune(Method):
     name = "full"
+    produces = ("pipeline",)
+    supports_ema = True
+    summary = "is a full fine-tune"
 
     def __init__(self, adapter, config):
         super().__init__(adapter, config)
-        adapter.unet.requires_grad_(True)
-        if config.train_text_encoder:
-            adapter.text_encoder.requires_grad_(True)
+        self.components = adapter.trainable_components(config.train_text_encoder)
+        for module in self.components.values():
+            module.requires_grad_(True)
         if config.gradient_checkpointing:
-            adapter.unet.enable_gradient_checkpointing()
-            if config.train_text_encoder:
-                adapter.text_encoder.gradient_checkpointing_enable()
+            adapter.denoiser.enable_gradient_checkpointing()
+            for text in adapter.text_encoders() if config.train_text_encoder else []:
+                text.encoder.gradient_checkpointing_enable()
 
     @property
     def trains_text_encoder(self) -> bool:
         return self.config.train_text_encoder
 
     def trainable_modules(self) -> list[torch.nn.Module]:
-        mods = [self.adapter.unet]
-        return mods + [self.adapter.text_encoder] if self.config.train_text_encoder else mods
-
-    def param_groups(self) -> list[dict]:
-        groups = [{"params": list(self.adapter.unet.parameters()), "lr": self.config.learning_rate}]
-        if self.config.train_text_encoder:
-            lr = self.config.text_encoder_lr or self.config.learning_rate
-            groups.append({"params": list(self.adapter.text_encoder.parameters()), "lr": lr})
-        return groups
+        return list(self.components.values())
 
     def _params(self) -> dict[str, torch.Tensor]:
-        params = named_trainable(self.adapter.unet, "unet")
-        if self.config.train_text_encoder:
-            params |= named_trainable(self.adapter.text_encoder, "text_encoder")
-        return params
+        return named_trainable_in(self.components)
+
+    def param_groups(self) -> list[dict]:
+        c = self.config
+        return component_groups(self._params(), self.adapter.denoiser_name, c.learning_rate,
+                                c.text_encoder_lr or c.learning_rate)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self._params().items()}

@@ -1,4 +1,4 @@
-"""LoRA (and DoRA) through peft on the UNet's attention, optionally on the text encoder."""
+"""LoRA (and DoRA) through peft on the denoiser, optionally on every text encoder of the family."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from diffusers import StableDiffusionPipeline
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
-from dreamlock.methods.base import Method, copy_into, named_trainable
-from dreamlock.runs import LORA_FILE
+from dreamlock.methods.base import Method, component_groups, copy_into, named_trainable_in
 
 
 def lora_config(config, target_modules: list[str]) -> LoraConfig:
@@ -27,36 +25,33 @@ def lora_config(config, target_modules: list[str]) -> LoraConfig:
 
 class LoRA(Method):
     name = "lora"
+    produces = ("lora",)
+    prior_modes = ("class_images", "prior_prediction")
+    summary = "trained a LoRA"
 
     def __init__(self, adapter, config):
         super().__init__(adapter, config)
-        adapter.unet.add_adapter(lora_config(config, config.lora_target_modules))
-        if config.train_text_encoder:
-            adapter.text_encoder.add_adapter(lora_config(config, config.text_encoder_target_modules))
+        self.components = adapter.trainable_components(config.train_text_encoder)
+        for name, module in self.components.items():
+            targets = config.lora_target_modules if name == adapter.denoiser_name else config.text_encoder_target_modules
+            module.add_adapter(lora_config(config, targets))
         if config.gradient_checkpointing:
-            adapter.unet.enable_gradient_checkpointing()
+            adapter.denoiser.enable_gradient_checkpointing()
 
     @property
     def trains_text_encoder(self) -> bool:
         return self.config.train_text_encoder
 
     def trainable_modules(self) -> list[torch.nn.Module]:
-        mods = [self.adapter.unet]
-        return mods + [self.adapter.text_encoder] if self.config.train_text_encoder else mods
+        return list(self.components.values())
 
     def _params(self) -> dict[str, torch.Tensor]:
-        params = named_trainable(self.adapter.unet, "unet")
-        if self.config.train_text_encoder:
-            params |= named_trainable(self.adapter.text_encoder, "text_encoder")
-        return {n: p for n, p in params.items() if "lora_" in n}
+        return {n: p for n, p in named_trainable_in(self.components).items() if "lora_" in n}
 
     def param_groups(self) -> list[dict]:
-        unet = [p for n, p in self._params().items() if n.startswith("unet.")]
-        groups = [{"params": unet, "lr": self.config.learning_rate}]
-        if self.config.train_text_encoder:
-            te = [p for n, p in self._params().items() if n.startswith("text_encoder.")]
-            groups.append({"params": te, "lr": self.config.text_encoder_lr or self.config.learning_rate})
-        return groups
+        c = self.config
+        return component_groups(self._params(), self.adapter.denoiser_name, c.learning_rate,
+                                c.text_encoder_lr or c.learning_rate)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self._params().items()}
@@ -65,18 +60,11 @@ class LoRA(Method):
         copy_into(self._params(), state)
 
     def save_final(self, final_dir: Path) -> list[str]:
-        unet = self.adapter.unet
-        kwargs = {
-            "unet_lora_layers": get_peft_model_state_dict(unet),
-            "unet_lora_adapter_metadata": unet.peft_config["default"].to_dict(),
-        }
-        if self.config.train_text_encoder:
-            te = self.adapter.text_encoder
-            # pivotal tuning resizes the vocabulary, and peft would then save the whole token
-            # table here ("auto"); the learned rows are saved in their own file instead
-            kwargs["text_encoder_lora_layers"] = get_peft_model_state_dict(te, save_embedding_layers=False)
-            kwargs["text_encoder_lora_adapter_metadata"] = te.peft_config["default"].to_dict()
-        StableDiffusionPipeline.save_lora_weights(final_dir, weight_name=LORA_FILE, safe_serialization=True, **kwargs)
+        # pivotal tuning resizes the vocabulary, and peft would then save the whole token table
+        # ("auto"); the learned rows are saved in their own file instead
+        layers = {name: get_peft_model_state_dict(m, save_embedding_layers=False) for name, m in self.components.items()}
+        metadata = {name: m.peft_config["default"].to_dict() for name, m in self.components.items()}
+        self.adapter.save_lora(final_dir, layers, metadata)
         return []
 
     @contextmanager

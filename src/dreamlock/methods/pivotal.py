@@ -9,11 +9,15 @@ import torch
 
 from dreamlock.methods.base import Method
 from dreamlock.methods.lora import LoRA
-from dreamlock.methods.ti import TextualInversion
+from dreamlock.methods.ti import STATE_SUFFIX, TextualInversion
 
 
 class PivotalTuning(Method):
     name = "pivotal"
+    produces = ("lora", "embeddings")
+    prior_modes = ("class_images", "prior_prediction")
+    learns_token = True
+    summary = "trained a LoRA and new tokens (pivotal tuning)"
 
     def __init__(self, adapter, config):
         super().__init__(adapter, config)
@@ -25,7 +29,7 @@ class PivotalTuning(Method):
         return True
 
     def trainable_modules(self) -> list[torch.nn.Module]:
-        return [self.adapter.unet, self.adapter.text_encoder]
+        return list(dict.fromkeys(self.lora.trainable_modules() + self.ti.trainable_modules()))
 
     def param_groups(self) -> list[dict]:
         return self.lora.param_groups() + self.ti.param_groups()
@@ -40,9 +44,8 @@ class PivotalTuning(Method):
         return self.lora.trainable_state() | self.ti.trainable_state()
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        emb_key = "text_encoder.token_embeddings"
-        self.ti.load_trainable_state({emb_key: state[emb_key]})
-        self.lora.load_trainable_state({k: v for k, v in state.items() if k != emb_key})
+        self.ti.load_trainable_state({k: v for k, v in state.items() if k.endswith(STATE_SUFFIX)})
+        self.lora.load_trainable_state({k: v for k, v in state.items() if not k.endswith(STATE_SUFFIX)})
 
     def save_final(self, final_dir: Path) -> list[str]:
         self.lora.save_final(final_dir)

@@ -1,5 +1,6 @@
 """Textual inversion: new placeholder token(s) initialised from the class word; only their
-embedding rows train. Saved as ``{token: [n_vectors, dim]}`` (diffusers' TI format)."""
+embedding rows train, in every text encoder of the family (two for SDXL). Saved in the family's
+embeddings format (``{token: [n_vectors, dim]}`` for one encoder, ``clip_l`` / ``clip_g`` for two)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from safetensors.torch import save_file
 
 from dreamlock.methods.base import Method
 from dreamlock.runs import EMBEDDINGS_FILE
+
+STATE_SUFFIX = ".token_embeddings"
 
 
 def placeholder_token(tokenizer, trigger: str) -> str:
@@ -25,54 +28,30 @@ def expand_trigger(prompt: str, trigger: str, tokens: list[str]) -> str:
     return re.sub(rf"(?<![\w<]){re.escape(trigger)}(?![\w>])", " ".join(tokens), prompt)
 
 
-class TextualInversion(Method):
-    name = "ti"
+class TokenTable:
+    """The new tokens' rows in one text encoder's embedding table; the other rows stay frozen."""
 
-    def __init__(self, adapter, config):
-        super().__init__(adapter, config)
-        tok = adapter.tokenizer
-        base = placeholder_token(tok, config.trigger)
-        self.tokens = [base] + [f"{base}_{i}" for i in range(1, config.num_vectors)]
-        added = tok.add_tokens(self.tokens)
-        if added != len(self.tokens):
-            raise ValueError(f"tokenizer already has token(s) {self.tokens}; choose another --trigger")
-        adapter.text_encoder.resize_token_embeddings(len(tok))
-        self.token_ids = tok.convert_tokens_to_ids(self.tokens)
-        self.embedding = adapter.text_encoder.get_input_embeddings().weight
-        self._init_rows(config.class_word)
+    def __init__(self, text, tokens: list[str], class_word: str | None):
+        self.name = text.name
+        added = text.tokenizer.add_tokens(tokens)
+        if added != len(tokens):
+            raise ValueError(f"tokenizer already has token(s) {tokens}; choose another --trigger")
+        text.encoder.resize_token_embeddings(len(text.tokenizer))
+        self.token_ids = text.tokenizer.convert_tokens_to_ids(tokens)
+        self.embedding = text.encoder.get_input_embeddings().weight
+        with torch.no_grad():
+            ids = text.tokenizer(class_word, add_special_tokens=False).input_ids if class_word else None
+            self.embedding[self.token_ids] = self.embedding[ids].mean(0) if ids else self.embedding.mean(0)
         self.embedding.requires_grad_(True)
         self.original = self.embedding.detach().clone()
         self._frozen_rows = torch.ones(self.embedding.shape[0], dtype=torch.bool)
         self._frozen_rows[self.token_ids] = False
         self.embedding.register_hook(self._mask_grad)
 
-    def _init_rows(self, class_word: str | None) -> None:
-        tok = self.adapter.tokenizer
-        with torch.no_grad():
-            if class_word:
-                ids = tok(class_word, add_special_tokens=False).input_ids
-                init = self.embedding[ids].mean(0)
-            else:
-                init = self.embedding.mean(0)
-            self.embedding[self.token_ids] = init
-
     def _mask_grad(self, grad: torch.Tensor) -> torch.Tensor:
         return grad.masked_fill(self._frozen_rows.to(grad.device)[:, None], 0.0)
 
-    @property
-    def trains_text_encoder(self) -> bool:
-        return True
-
-    def trainable_modules(self) -> list[torch.nn.Module]:
-        return [self.adapter.text_encoder]
-
-    def param_groups(self) -> list[dict]:
-        return [{"params": [self.embedding], "lr": self.config.embedding_lr, "weight_decay": 0.0}]
-
-    def rewrite_prompt(self, prompt: str) -> str:
-        return expand_trigger(prompt, self.config.trigger, self.tokens)
-
-    def after_optimizer_step(self) -> None:
+    def restore_frozen(self) -> None:
         with torch.no_grad():
             rows = self._frozen_rows.to(self.embedding.device)
             self.embedding[rows] = self.original.to(self.embedding.device)[rows]
@@ -80,13 +59,51 @@ class TextualInversion(Method):
     def learned(self) -> torch.Tensor:
         return self.embedding.detach()[self.token_ids].float().cpu().clone()
 
+    def load(self, vectors: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.embedding[self.token_ids] = vectors.to(self.embedding)
+
+
+class TextualInversion(Method):
+    name = "ti"
+    produces = ("embeddings",)
+    prior_modes = ()  # only the new token trains: nothing of the class can drift
+    learns_token = True
+    summary = "learned embeddings only (textual inversion)"
+
+    def __init__(self, adapter, config):
+        super().__init__(adapter, config)
+        texts = adapter.text_encoders()
+        base = placeholder_token(texts[0].tokenizer, config.trigger)
+        self.tokens = [base] + [f"{base}_{i}" for i in range(1, config.num_vectors)]
+        self.tables = [TokenTable(t, self.tokens, config.class_word) for t in texts]
+        self.encoders = [t.encoder for t in texts]
+
+    @property
+    def trains_text_encoder(self) -> bool:
+        return True
+
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        return list(self.encoders)
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": [t.embedding for t in self.tables], "lr": self.config.embedding_lr, "weight_decay": 0.0}]
+
+    def rewrite_prompt(self, prompt: str) -> str:
+        return expand_trigger(prompt, self.config.trigger, self.tokens)
+
+    def after_optimizer_step(self) -> None:
+        for table in self.tables:
+            table.restore_frozen()
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {"text_encoder.token_embeddings": self.learned()}
+        return {t.name + STATE_SUFFIX: t.learned() for t in self.tables}
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        with torch.no_grad():
-            self.embedding[self.token_ids] = state["text_encoder.token_embeddings"].to(self.embedding)
+        for table in self.tables:
+            table.load(state[table.name + STATE_SUFFIX])
 
     def save_final(self, final_dir: Path) -> list[str]:
-        save_file({self.tokens[0]: self.learned()}, str(Path(final_dir) / EMBEDDINGS_FILE))
+        vectors = {t.name: t.learned() for t in self.tables}
+        save_file(self.adapter.embeddings_state(self.tokens[0], vectors), str(Path(final_dir) / EMBEDDINGS_FILE))
         return [self.tokens[0]]

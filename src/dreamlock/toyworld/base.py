@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import StableDiffusionPipeline
 from rich.progress import Progress
 
+from dreamlock.families import get_family
 from dreamlock.families.build import SDArch, build_sd_pipeline
 from dreamlock.model_defaults import write_model_defaults
 from dreamlock.toyworld.paths import ASSET_DIR
@@ -149,7 +149,7 @@ def pretrain_config(init: Path, data: Path, out: Path, steps: int, batch: int, m
 
 def ship(run_dir: Path, dest: Path = ASSET_DIR, dtype: torch.dtype = torch.float16) -> Path:
     """Copy a pretraining run's final pipeline into the package (fp16 halves the size)."""
-    pipe = StableDiffusionPipeline.from_pretrained(run_dir / "final" / "pipeline", torch_dtype=dtype)
+    pipe = get_family("sd").load_pipeline(run_dir / "final" / "pipeline", dtype=dtype)
     shutil.rmtree(dest, ignore_errors=True)
     pipe.save_pretrained(dest, safe_serialization=True)
     write_model_defaults(dest, GUIDANCE, world="toy")  # `generate`/`evaluate` then default to them
@@ -161,14 +161,12 @@ def widen_unet(model: Path, out: Path) -> Path:
     (cross-attention only, no self-attention there: 1.4x the step time instead of 2.4x). The new
     blocks start as the identity (zeroed output projections), so the copy draws exactly what the
     original draws until it is trained further (``--from-model`` continues it)."""
-    from diffusers import UNet2DConditionModel
-
     shutil.copytree(model, out, dirs_exist_ok=True)
-    old = UNet2DConditionModel.from_pretrained(model / "unet", torch_dtype=torch.float32)
+    old = get_family("sd").load_pipeline(model).unet
     levels = len(old.config.block_out_channels)
     config = {**old.config, "down_block_types": ["CrossAttnDownBlock2D"] * levels,
               "up_block_types": ["CrossAttnUpBlock2D"] * levels, "only_cross_attention": [True] + [False] * (levels - 1)}
-    new = UNet2DConditionModel.from_config(config)
+    new = type(old).from_config(config)
     missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
     if unexpected:
         raise ValueError(f"{model}: not a toy UNet this code can widen ({unexpected[:2]})")

@@ -213,8 +213,7 @@ def codec_table(vae, seed: int = 4321, n_subjects: int = 60, oracle=None) -> dic
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from diffusers import AutoencoderKL
-
+    from dreamlock.families.build import load_vae
     from dreamlock.toyworld.paths import ASSET_DIR
 
     p = argparse.ArgumentParser(prog="python -m dreamlock.toyworld.vae", description="Refine the toy VAE as a general codec.")
@@ -231,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    vae = AutoencoderKL.from_pretrained(args.vae).float()
+    vae = load_vae(args.vae).float()
     before = codec_table(vae)
     stats = refine_vae(vae, args.steps, args.seed, args.batch, args.lr, device=device)
     vae.cpu()

@@ -10,14 +10,18 @@ import torch
 from accelerate import Accelerator
 
 from dreamlock.config import dump_config, validate
+from dreamlock.errors import UserError
+from dreamlock.families.base import ModelFamily
+from dreamlock.families.objectives import ZERO_TERMINAL_SNR
 from dreamlock.model_defaults import model_guidance
-from dreamlock.families import get_family
+from dreamlock.families import detect_family, get_family
 from dreamlock.methods import build_method
 from dreamlock.runs import RunInfo, final_dir, write_run
 from dreamlock.training import checkpoint as ckpt
 from dreamlock.training.config import TrainConfig
-from dreamlock.training.data import PromptEncoder, TrainData, encode_set
-from dreamlock.training.dataset import find_images, instance_examples
+from dreamlock.training.buckets import bucket_step, image_meta, square_meta, training_sizes
+from dreamlock.training.data import Bucket, PromptEncoder, TrainData, encode_set
+from dreamlock.training.dataset import instance_examples
 from dreamlock.training.loop import Trainer
 from dreamlock.training.precision import choose_precision
 from dreamlock.training.prior import class_images
@@ -33,20 +37,31 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
 
 
 def build_data(config: TrainConfig, adapter) -> TrainData:
+    """Instance latents per training size (aspect-ratio buckets), each with the class images fitted to it."""
     examples = instance_examples(config.data, config.trigger, config.class_word, config.instance_prompt, config.use_captions)
-    instance = encode_set(adapter, [e.image for e in examples], [e.prompt for e in examples],
-                          config.resolution, config.random_flip, label="encoding instance images")
-    klass = None
+    paths = [e.image for e in examples]
+    step = bucket_step(adapter.size_multiple, config.resolution)
+    sizes = training_sizes(paths, config.resolution, step, config.aspect_buckets)
+    meta = image_meta(paths, Path(config.data))
+    class_paths = None
     if config.with_prior_preservation and config.prior_mode == "class_images":
-        prompt = config.effective_class_prompt
-        paths = class_images(
-            adapter.sampling_pipeline, config.base, prompt, config.num_class_images, config.resolution,
-            config.class_data_dir, config.class_cache_dir, config.sample_batch_size,
+        class_paths = class_images(
+            adapter.sampling_pipeline, config.base, config.effective_class_prompt, config.num_class_images,
+            config.resolution, config.class_data_dir, config.class_cache_dir, config.sample_batch_size,
             config.class_generation_steps, config.class_generation_guidance, config.seed,
         )
-        klass = encode_set(adapter, paths, [prompt] * len(paths), config.resolution, config.random_flip,
-                           label="encoding class images")
-    return TrainData(instance, klass, config.train_batch_size, config.seed, config.caption_dropout)
+    buckets = []
+    for size in sorted(set(sizes), key=lambda s: (s != (config.resolution,) * 2, s)):  # the square one first
+        chosen = [i for i, s in enumerate(sizes) if s == size]
+        label = f"encoding instance images at {size[0]}x{size[1]}"
+        instance = encode_set(adapter, [paths[i] for i in chosen], [examples[i].prompt for i in chosen], size,
+                              config.random_flip, meta[chosen], label=label)
+        klass = None
+        if class_paths is not None:
+            klass = encode_set(adapter, class_paths, [config.effective_class_prompt] * len(class_paths), size,
+                               config.random_flip, square_meta(len(class_paths), size), label="encoding class images")
+        buckets.append(Bucket(instance, klass))
+    return TrainData(buckets, config.train_batch_size, config.seed, config.caption_dropout)
 
 
 def seed_everything(seed: int) -> None:
@@ -65,20 +80,45 @@ def with_model_guidance(config: TrainConfig) -> TrainConfig:
     return config.model_copy(update={k: value for k in unset})
 
 
+def scheduler_overrides(config: TrainConfig) -> dict:
+    return dict(ZERO_TERMINAL_SNR) if config.zero_terminal_snr else {}
+
+
+def load_adapter(config: TrainConfig) -> ModelFamily:
+    """The base model through its family's adapter, with the run's noise-schedule settings."""
+    family = config.family or detect_family(config.base, config.base_config)
+    adapter = get_family(family).load(config.base, config.base_config, config.allow_pickle)
+    if config.zero_terminal_snr:
+        if adapter.objective.prediction_type != "v_prediction":
+            raise UserError(f"zero_terminal_snr needs a v-prediction model (such as SD 2.x 768-v); {config.base} "
+                            f"predicts {adapter.objective.prediction_type}; leave zero_terminal_snr off for it")
+        adapter.set_scheduler(**scheduler_overrides(config))
+    return adapter
+
+
+def with_model_defaults(config: TrainConfig, adapter: ModelFamily) -> TrainConfig:
+    """Unset keys that the base model decides: the resolution (its native size)."""
+    if config.resolution is not None:
+        return config
+    return config.model_copy(update={"resolution": adapter.native_resolution})
+
+
 def prepare_trainer(config: TrainConfig) -> Trainer:
     """Everything up to the first step: checks, model, method, data, optimizer (and resume)."""
     validate_config(config)
     config = with_model_guidance(config)  # before config.toml is written: it records the values used
+    if config.family is None:
+        config = config.model_copy(update={"family": detect_family(config.base, config.base_config)})
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
+    adapter = load_adapter(config)
+    config = with_model_defaults(config, adapter)
     run_dir = Path(config.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.toml")
     accelerator = make_accelerator(config, run_dir)
-    adapter = get_family(config.family).load(config.base, config.base_config, config.allow_pickle)
-    for module in (adapter.unet, adapter.vae, adapter.text_encoder):
-        module.to(accelerator.device)
+    adapter.to(accelerator.device)
     data = build_data(config, adapter)
     method = build_method(config.method, adapter, config)
     prompts = PromptEncoder(adapter, cache=not method.trains_text_encoder)
@@ -104,8 +144,9 @@ def finish(trainer: Trainer) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     trainer.use_ema_weights()
     tokens = trainer.method.save_final(out)
-    info = RunInfo(method=config.method, family=config.family, base=_base_ref(config.base), trigger=config.trigger,
-                   class_word=config.class_word, tokens=tokens, step=trainer.step, resolution=config.resolution)
+    info = RunInfo(method=config.method, produces=list(trainer.method.produces), family=config.family, base=_base_ref(config.base), trigger=config.trigger,
+                   class_word=config.class_word, tokens=tokens, step=trainer.step, resolution=config.resolution,
+                   scheduler=scheduler_overrides(config))
     write_run(trainer.run_dir, info)
     trainer.accelerator.end_training()
     return trainer.run_dir

@@ -10,7 +10,6 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from dreamlock.config import CONFIG_VERSION, StrictModel
-from dreamlock.runs import Method
 Precision = Literal["auto", "no", "fp16", "bf16"]
 
 
@@ -24,12 +23,12 @@ class TrainConfig(StrictModel):
     allow_pickle: bool = False
     data: Path = Field(description="folder of instance images (+ optional .txt captions)")
     output: Path = Field(description="run folder to write")
-    family: str = "sd"
-    method: Method = "lora"
+    family: str | None = None  # default: detected from the base model (model_index.json)
+    method: str = "lora"  # a name in methods.METHODS: full | lora | ti | pivotal
     trigger: str | None = "sks"
     class_word: str | None = None
     instance_prompt: str | None = None  # default: "a photo of {trigger} {class_word}" unless captions exist
-    class_prompt: str | None = None  # default: "a photo of {class_word}"
+    class_prompt: str | None = None  # default: "a photo of a {class_word}" ("an" before a vowel)
     use_captions: bool = True
     # prior preservation
     with_prior_preservation: bool = False
@@ -42,7 +41,8 @@ class TrainConfig(StrictModel):
     class_generation_guidance: float | None = None  # default: the base model's (dreamlock.json), else 7.5
     sample_batch_size: int = Field(4, ge=1)
     # optimisation
-    resolution: int = Field(512, ge=8)
+    resolution: int | None = Field(None, ge=8)  # default: the base model's native size
+    aspect_buckets: bool = True  # non-square images train at their aspect ratio (resolution² area)
     train_batch_size: int = Field(1, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_train_steps: int = Field(400, ge=1)
@@ -61,6 +61,7 @@ class TrainConfig(StrictModel):
     mixed_precision: Precision = "auto"
     gradient_checkpointing: bool = False
     snr_gamma: float | None = None  # min-SNR weighting (5.0 is the paper's value)
+    zero_terminal_snr: bool = False  # rescale the noise schedule to zero terminal SNR (v-prediction models)
     noise_offset: float = Field(0.0, ge=0)
     random_flip: bool = False
     caption_dropout: float = Field(0.0, ge=0, le=1)
@@ -101,14 +102,6 @@ class TrainConfig(StrictModel):
         """Rules across keys; each message names the keys and the fix (shown as one line)."""
         if self.with_prior_preservation and not self.class_word and not self.class_prompt:
             raise ValueError("with_prior_preservation needs class_word (or class_prompt); set --class-word, e.g. dog")
-        if self.prior_mode == "prior_prediction" and self.method not in ("lora", "pivotal") and self.with_prior_preservation:
-            raise ValueError("prior_mode='prior_prediction' needs a LoRA (method lora or pivotal): the base model is the adapter switched off")
-        if self.method in ("ti", "pivotal") and not self.trigger:
-            raise ValueError("method ti/pivotal learns the trigger token; set --trigger")
-        if self.method == "ti" and self.with_prior_preservation:
-            raise ValueError("textual inversion trains only the new token; prior preservation does not apply (use --no-prior-preservation)")
-        if self.method != "full" and self.use_ema:
-            raise ValueError("use_ema is for method full")
         if (self.select_best or self.early_stop_patience) and not self.checkpointing_steps:
             raise ValueError("select_best / early_stop_patience score each checkpoint; set checkpointing_steps, e.g. 100")
         if self.select_best and self.selection_scorer != "loss" and not (self.trigger and self.class_word):
@@ -120,4 +113,7 @@ class TrainConfig(StrictModel):
     def effective_class_prompt(self) -> str | None:
         if self.class_prompt:
             return self.class_prompt
-        return f"a photo of {self.class_word}" if self.class_word else None
+        if not self.class_word:
+            return None
+        article = "an" if self.class_word[:1].lower() in "aeiou" else "a"
+        return f"a photo of {article} {self.class_word}"  # as base models saw it in their captions

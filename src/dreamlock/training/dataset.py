@@ -60,14 +60,16 @@ def instance_examples(
     return examples
 
 
-def load_pixels(paths: list[Path], resolution: int) -> torch.Tensor:
-    """Images as a uint8 tensor [N, 3, R, R]: RGB, center-cropped and resized when needed."""
+def load_pixels(paths: list[Path], size: int | tuple[int, int]) -> torch.Tensor:
+    """Images as a uint8 tensor [N, 3, H, W] at ``size`` (a side, or (width, height)): RGB,
+    center-cropped and resized when needed."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
     arrays = []
     for path in paths:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im).convert("RGB")
-            if im.size != (resolution, resolution):
-                im = ImageOps.fit(im, (resolution, resolution), Image.Resampling.LANCZOS)
+            if im.size != size:
+                im = ImageOps.fit(im, size, Image.Resampling.LANCZOS)
             arrays.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy())
     return torch.from_numpy(np.stack(arrays))
 

@@ -16,7 +16,8 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dreamlock.families.sd import SDAdapter
+from dreamlock.families.base import ModelFamily
+from dreamlock.families.conditioning import Conditioning
 from dreamlock.methods.base import Method
 from dreamlock.training import checkpoint as ckpt
 from dreamlock.training.config import TrainConfig
@@ -39,7 +40,7 @@ def make_optimizer(config: TrainConfig, groups: list[dict]) -> torch.optim.Optim
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, adapter: SDAdapter, method: Method, data: TrainData,
+    def __init__(self, config: TrainConfig, adapter: ModelFamily, method: Method, data: TrainData,
                  prompts: PromptEncoder, run_dir: Path, accelerator: Accelerator):
         self.config, self.adapter, self.method, self.data = config, adapter, method, data
         self.prompts, self.run_dir, self.accelerator = prompts, run_dir, accelerator
@@ -49,7 +50,7 @@ class Trainer:
         self.scheduler = get_scheduler(config.lr_scheduler, self.optimizer, num_warmup_steps=config.lr_warmup_steps,
                                        num_training_steps=config.max_train_steps)
         self.optimizer = accelerator.prepare(self.optimizer)
-        self.ema = EMAModel(adapter.unet.parameters(), decay=config.ema_decay) if config.use_ema else None
+        self.ema = EMAModel(adapter.denoiser.parameters(), decay=config.ema_decay) if config.use_ema else None
         self.step = 0
         self.selector = None  # a training.selection.Selector when select_best / early_stop_patience is set
         self.stopped_early = False
@@ -59,23 +60,24 @@ class Trainer:
         noise = torch.randn(latents.shape, generator=gen)
         if self.config.noise_offset > 0:
             noise += self.config.noise_offset * torch.randn(latents.shape[:2] + (1, 1), generator=gen)
-        t = torch.randint(0, self.adapter.num_train_timesteps, (latents.shape[0],), generator=gen)
+        t = self.adapter.objective.sample_t(latents.shape[0], gen)
         return noise, t
 
     def micro_loss(self, number: int, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         """Loss of one micro-batch (instance + optional class examples)."""
         device = self.accelerator.device
-        latents, prompts, n_inst = self.data.batch(number, gen)
+        latents, prompts, n_inst, meta = self.data.batch(number, gen)
         noise, t = self._noise(latents, gen)
-        latents, noise, t = latents.to(device), noise.to(device), t.to(device)
-        noisy = self.adapter.add_noise(latents, noise, t)
-        target = self.adapter.target(latents, noise, t)
+        latents, noise, t, meta = latents.to(device), noise.to(device), t.to(device), meta.to(device)
+        objective = self.adapter.objective
+        noisy = objective.add_noise(latents, noise, t)
+        target = objective.target(latents, noise, t)
         text = self.prompts([self.method.rewrite_prompt(p) for p in prompts])
         if self.config.with_prior_preservation and self.config.prior_mode == "prior_prediction":
-            noisy, t, text, target = self._add_prior_prediction(noisy, t, text, target)
+            noisy, t, text, target, meta = self._add_prior_prediction(noisy, t, text, target, meta)
         with self.accelerator.autocast():
-            pred = self.adapter.predict(self.adapter.unet, noisy, t, text)
-        weights = self.adapter.min_snr_weights(t, self.config.snr_gamma) if self.config.snr_gamma else None
+            pred = self.adapter.predict(noisy, t, text, meta)
+        weights = objective.weights(t, self.config.snr_gamma)
         if n_inst < pred.shape[0]:
             loss, prior = prior_preservation_loss(pred, target, n_inst, self.config.prior_loss_weight, weights)
             return loss, {"loss": loss.item(), "prior_loss": prior.item()}
@@ -83,7 +85,7 @@ class Trainer:
         loss = (losses * weights).mean() if weights is not None else losses.mean()
         return loss, {"loss": loss.item()}
 
-    def _add_prior_prediction(self, noisy, t, text, target):
+    def _add_prior_prediction(self, noisy, t, text, target, meta):
         """Class-image-free prior: on the same noisy latents, the class prompt's prediction must
         match what the base model (adapter off) predicts for it."""
         klass = self.config.effective_class_prompt
@@ -92,11 +94,12 @@ class Trainer:
         def base():
             with self.accelerator.autocast():
                 base_text = self.prompts([klass] * n)
-                return self.adapter.predict(self.adapter.unet, noisy, t, base_text).float()
+                return self.adapter.predict(noisy, t, base_text, meta).float()
 
         base_pred = self.method.base_prediction(base)
         class_text = self.prompts([klass] * n)
-        return torch.cat([noisy, noisy]), torch.cat([t, t]), torch.cat([text, class_text]), torch.cat([target, base_pred])
+        return (torch.cat([noisy, noisy]), torch.cat([t, t]), Conditioning.cat([text, class_text]),
+                torch.cat([target, base_pred]), torch.cat([meta, meta]))
 
     def optimizer_step(self) -> dict:
         accum = self.config.gradient_accumulation_steps
@@ -118,7 +121,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.method.after_optimizer_step()
         if self.ema is not None:
-            self.ema.step(self.adapter.unet.parameters())
+            self.ema.step(self.adapter.denoiser.parameters())
         self.step += 1
         logs["lr"] = self.scheduler.get_last_lr()[0]
         return logs
@@ -193,4 +196,4 @@ class Trainer:
 
     def use_ema_weights(self) -> None:
         if self.ema is not None:
-            self.ema.copy_to(self.adapter.unet.parameters())
+            self.ema.copy_to(self.adapter.denoiser.parameters())

@@ -43,18 +43,18 @@ def checkpoint_as_run(run_dir: str | Path, step: int) -> Path:
 
 
 def _save_final(run_dir: Path, source: Path, out: Path) -> list[str]:
-    from dreamlock.families import get_family
     from dreamlock.methods import build_method
+    from dreamlock.training.api import load_adapter
     from dreamlock.training.config import TrainConfig
 
     config = load_config(TrainConfig, run_dir / "config.toml")
-    adapter = get_family(config.family).load(config.base, config.base_config, config.allow_pickle)
+    adapter = load_adapter(config)
     method = build_method(config.method, adapter, config)
     state, ema = ckpt.split_ema(load_file(str(source / "trainable.safetensors")))
     method.load_trainable_state(state)
     if ema:  # training ends by copying the EMA weights into the UNet; do the same here
         with torch.no_grad():
-            for p, shadow in zip(adapter.unet.parameters(), ema):
+            for p, shadow in zip(adapter.denoiser.parameters(), ema):
                 p.copy_(shadow)
     out.mkdir(parents=True, exist_ok=True)
     return method.save_final(out)

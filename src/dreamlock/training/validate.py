@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from dreamlock.errors import UserError
+from dreamlock.methods import METHODS, get_method
 from dreamlock.training.config import TrainConfig
 from dreamlock.training.dataset import find_images, read_caption
 from dreamlock.runs import is_run
@@ -46,7 +47,27 @@ def check_paths(config: TrainConfig) -> None:
         raise UserError(f"base model not found: {config.base} (give a diffusers folder, a .safetensors file or a hub id)")
 
 
+def check_method(config: TrainConfig) -> None:
+    """What the chosen method declares it fits (methods/<name>.py), checked against the keys."""
+    if config.method not in METHODS:
+        raise UserError(f"unknown method '{config.method}'; choose one of: {', '.join(METHODS)}")
+    method = get_method(config.method)
+    if config.with_prior_preservation and not method.prior_modes:
+        raise UserError(f"method {config.method} {method.summary}: prior preservation does not apply "
+                        "(use --no-prior-preservation)")
+    if config.with_prior_preservation and config.prior_mode not in method.prior_modes:
+        why = " needs a LoRA (the base model is the adapter switched off)" if config.prior_mode == "prior_prediction" else " does not fit"
+        raise UserError(f"prior_mode='{config.prior_mode}'{why}; method {config.method} offers "
+                        f"{', '.join(method.prior_modes)}")
+    if method.learns_token and not config.trigger:
+        raise UserError(f"method {config.method} learns the trigger token; set --trigger")
+    if config.use_ema and not method.supports_ema:
+        ema = [name for name in METHODS if get_method(name).supports_ema]
+        raise UserError(f"use_ema is for method {' / '.join(ema)}, not {config.method}")
+
+
 def validate_config(config: TrainConfig) -> list[Path]:
     """All cheap checks; returns the instance images."""
+    check_method(config)
     check_paths(config)
     return check_data(config)

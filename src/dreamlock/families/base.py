@@ -1,0 +1,206 @@
+"""What every model family provides: the seam between dreamlock and a diffusers model.
+
+An adapter wraps a loaded pipeline and owns everything family-specific: its components (one
+denoiser, N text encoders, a VAE), prompt encoding into a :class:`Conditioning`, image encoding,
+the denoiser call, the training objective, which modules LoRA may target, and how pipelines, LoRA
+files and learned embeddings are saved and loaded. The loop, the methods, `generate`, `evaluate`
+and `export` use only this interface and never name a component class.
+
+A family is a subclass that sets the class attributes and implements :meth:`encode_text` and
+:meth:`predict`; it is registered by one line in ``families/__init__.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from diffusers import DPMSolverMultistepScheduler
+from safetensors.torch import load_file
+
+from dreamlock.errors import UserError
+from dreamlock.families.conditioning import Conditioning
+from dreamlock.families.objectives import DDPMObjective
+from dreamlock.loading import load_base_pipeline
+from dreamlock.runs import LORA_FILE
+
+
+@dataclass(frozen=True)
+class TextEncoderSlot:
+    """Where one text encoder lives in the pipeline and how outside tools name it."""
+
+    name: str  # pipeline component: "text_encoder", "text_encoder_2"
+    tokenizer: str  # its tokenizer's component name
+    kohya_prefix: str  # LoRA key prefix in kohya / A1111 files: "lora_te", "lora_te1", "lora_te2"
+    embedding_key: str  # key of its vectors in A1111 multi-encoder embeddings ("clip_l", "clip_g")
+
+
+@dataclass
+class TextEncoder:
+    """A live text encoder with its tokenizer (what methods train and extend)."""
+
+    slot: TextEncoderSlot
+    tokenizer: object
+    encoder: torch.nn.Module
+
+    @property
+    def name(self) -> str:
+        return self.slot.name
+
+
+class ModelFamily:
+    """Base adapter: a UNet/CLIP/VAE latent-diffusion pipeline with a DDPM objective."""
+
+    name: ClassVar[str]
+    pipeline_class: ClassVar[type]
+    denoiser_name: ClassVar[str] = "unet"
+    kohya_denoiser_prefix: ClassVar[str] = "lora_unet"
+    text_encoder_slots: ClassVar[tuple[TextEncoderSlot, ...]]
+    #: extra keyword arguments the pipeline class needs when built from components
+    pipeline_kwargs: ClassVar[dict] = {}
+    #: extra keyword arguments of ``from_pretrained`` / ``from_single_file``
+    load_kwargs: ClassVar[dict] = {}
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.objective = DDPMObjective(pipe.scheduler.config)
+
+    @classmethod
+    def load(cls, base: str, base_config: str | None = None, allow_pickle: bool = False,
+             dtype: torch.dtype = torch.float32) -> "ModelFamily":
+        return cls(cls.load_pipeline(base, base_config, allow_pickle, dtype))
+
+    @classmethod
+    def load_pipeline(cls, base: str | Path, base_config: str | None = None, allow_pickle: bool = False,
+                      dtype: torch.dtype = torch.float32):
+        """The family's pipeline from a folder, a single file or a hub id."""
+        return load_base_pipeline(base, dtype, base_config, allow_pickle, family=cls)
+
+    def set_scheduler(self, **overrides) -> None:
+        """Change the noise schedule (e.g. ``ZERO_TERMINAL_SNR``) for training, samples and saving."""
+        scheduler = self.pipe.scheduler
+        self.pipe.scheduler = type(scheduler).from_config(scheduler.config, **overrides)
+        self.objective = DDPMObjective(self.pipe.scheduler.config)
+
+    # ---- components ----------------------------------------------------------------------
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return getattr(self.pipe, self.denoiser_name)
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        return self.pipe.vae
+
+    def text_encoders(self) -> list[TextEncoder]:
+        return [TextEncoder(s, getattr(self.pipe, s.tokenizer), getattr(self.pipe, s.name))
+                for s in self.text_encoder_slots]
+
+    def trainable_components(self, with_text_encoders: bool) -> dict[str, torch.nn.Module]:
+        """Component name -> module: the denoiser, and the text encoders when asked."""
+        parts = {self.denoiser_name: self.denoiser}
+        if with_text_encoders:
+            parts |= {t.name: t.encoder for t in self.text_encoders()}
+        return parts
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.denoiser, self.vae] + [t.encoder for t in self.text_encoders()]
+
+    def to(self, device) -> None:
+        for module in self.modules():
+            module.to(device)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this: the VAE's and the denoiser's downsampling."""
+        return self.vae_scale_factor * 2 ** (len(self.denoiser.config.block_out_channels) - 1)
+
+    @property
+    def native_resolution(self) -> int:
+        """The pixel size the denoiser was built for (64 for the toy base, 512 for SD1.5, 1024 for SDXL)."""
+        return int(self.denoiser.config.sample_size) * self.vae_scale_factor
+
+    # ---- encoding ------------------------------------------------------------------------
+    @staticmethod
+    def tokenize(text: TextEncoder, prompts: list[str]) -> torch.Tensor:
+        return text.tokenizer(prompts, padding="max_length", max_length=text.tokenizer.model_max_length,
+                              truncation=True, return_tensors="pt").input_ids
+
+    def encode_text(self, prompts: list[str]) -> Conditioning:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [-1, 1] -> scaled latents (the distribution's mean, for reproducible caches)."""
+        vae_dtype = next(self.vae.parameters()).dtype
+        dist = self.vae.encode(pixels.to(self.vae.device, vae_dtype)).latent_dist
+        return dist.mean.float() * self.vae.config.scaling_factor
+
+    def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning,
+                meta: torch.Tensor | None = None) -> torch.Tensor:
+        """The denoiser's output for noisy latents in the normal [B, C, H, W] layout. ``meta`` [B, 4]:
+        each image's original height, width and crop top, left (for families conditioned on them)."""
+        raise NotImplementedError
+
+    # ---- pipelines -----------------------------------------------------------------------
+    def pipeline(self, scheduler=None):
+        """A pipeline over the live modules (LoRA and learned tokens included)."""
+        parts = dict(self.pipe.components)
+        if scheduler is not None:
+            parts["scheduler"] = scheduler
+        pipe = self.pipeline_class(**parts, **self.pipeline_kwargs)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    @staticmethod
+    def sampling_scheduler(scheduler_config: dict):
+        """The fast sampler dreamlock generates with (DPM-Solver++ multistep for DDPM families)."""
+        return DPMSolverMultistepScheduler.from_config(scheduler_config)
+
+    def sampling_pipeline(self):
+        """The live pipeline with the fast sampler (samples, class images, selection)."""
+        return self.pipeline(self.sampling_scheduler(self.pipe.scheduler.config))
+
+    def save_pipeline(self, out_dir: Path) -> None:
+        """The whole pipeline as a diffusers folder (safetensors)."""
+        self.pipeline().save_pretrained(out_dir, safe_serialization=True)
+
+    # ---- LoRA and embeddings files -------------------------------------------------------
+    @classmethod
+    def save_lora(cls, out_dir: Path, layers: dict[str, dict], metadata: dict[str, dict]) -> None:
+        """Save LoRA state dicts per component name in the diffusers format of this family."""
+        kwargs = {f"{name}_lora_layers": state for name, state in layers.items()}
+        kwargs |= {f"{name}_lora_adapter_metadata": meta for name, meta in metadata.items()}
+        cls.pipeline_class.save_lora_weights(out_dir, weight_name=LORA_FILE, safe_serialization=True, **kwargs)
+
+    def embeddings_state(self, token: str, vectors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Learned vectors per text encoder name -> the saved embeddings file's tensors.
+
+        One encoder: ``{token: [n, dim]}`` (diffusers' format). Several: ``{"clip_l": ..., "clip_g": ...}``
+        (the A1111 / ComfyUI format; the token is in ``run.json``)."""
+        if len(self.text_encoder_slots) == 1:
+            return {token: next(iter(vectors.values()))}
+        return {s.embedding_key: vectors[s.name] for s in self.text_encoder_slots}
+
+    @classmethod
+    def add_embeddings(cls, pipe, path: Path, tokens: list[str] | None = None) -> list[str]:
+        """Load a learned-embeddings file into ``pipe``'s tokenizers and text encoders."""
+        state = load_file(str(path))
+        keys = {s.embedding_key for s in cls.text_encoder_slots}
+        if len(cls.text_encoder_slots) > 1 and keys <= set(state):
+            token = (tokens or [Path(path).stem])[0]
+            for s in cls.text_encoder_slots:
+                vectors = state[s.embedding_key]
+                pipe.load_textual_inversion(vectors if vectors.ndim == 2 else vectors[None], token=token,
+                                            text_encoder=getattr(pipe, s.name), tokenizer=getattr(pipe, s.tokenizer))
+            return [token]
+        if len(cls.text_encoder_slots) > 1:
+            raise UserError(f"{path}: embeddings for a {cls.name} model need the keys {sorted(keys)}; give a file trained on this family")
+        for token, tensor in state.items():
+            pipe.load_textual_inversion({token: tensor if tensor.ndim == 2 else tensor[None]}, token=token)
+        return list(state)
