@@ -30,6 +30,8 @@ def xl_runs(tiny_bases, tmp_path_factory, images_writer):
         "base": tiny_bases["sdxl"],
         "lora": train(common | dict(output=str(root / "lora"), method="lora", train_text_encoder=True)),
         "pivotal": train(common | dict(output=str(root / "pivotal"), method="pivotal")),
+        "full": train(common | dict(output=str(root / "full"), method="full", train_text_encoder=True,
+                                    learning_rate=1e-3)),
     }
 
 
@@ -86,8 +88,29 @@ def test_pivotal_embeddings_are_the_two_encoder_format(xl_runs, tmp_path):
     assert "<sks>" in get_family("sdxl").load_pipeline(merged).tokenizer_2.get_vocab()
 
 
-@pytest.mark.parametrize("fmt, run", [("single-file", "lora"), ("a1111-embedding", "pivotal")])
+@pytest.mark.parametrize("fmt, run", [("a1111-embedding", "pivotal"), ("diffusers-embedding", "pivotal")])
 def test_formats_not_written_for_sdxl_refuse_in_one_line(xl_runs, tmp_path, fmt, run):
     with pytest.raises(UserError, match=f"--format {fmt} is not written for sdxl runs yet; use --format ") as e:
         export(xl_runs[run], fmt, tmp_path / "x.safetensors")
     assert "\n" not in str(e.value) and not (tmp_path / "x.safetensors").exists()
+
+
+def test_single_file_in_the_sgm_layout_reloads_exactly(xl_runs, tmp_path):
+    """UNet and VAE as in SD, ``label_emb.0`` for the added embedding, CLIP ViT-L under
+    ``conditioner.embedders.0.transformer.``, OpenCLIP bigG (fused q/k/v, text_projection) under
+    ``conditioner.embedders.1.model.``; diffusers' single-file loader reads every weight back."""
+    path = export(xl_runs["full"], "single-file", tmp_path / "xl.safetensors")
+    state = load_file(str(path))
+    for key in ("model.diffusion_model.label_emb.0.0.weight", "model.diffusion_model.label_emb.0.2.bias",
+                "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
+                "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight",
+                "conditioner.embedders.1.model.text_projection", "first_stage_model.decoder.conv_out.weight"):
+        assert key in state, key
+    family = get_family("sdxl")
+    got = family.pipeline_class.from_single_file(str(path), config=str(xl_runs["base"]), local_files_only=True)
+    want = family.load_pipeline(xl_runs["full"] / "final" / "pipeline")
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        a, b = getattr(got, name).state_dict(), getattr(want, name).state_dict()
+        assert set(a) == set(b), name
+        bad = [k for k in a if not torch.equal(a[k], b[k])]
+        assert not bad, f"{name}: {bad[:3]}"

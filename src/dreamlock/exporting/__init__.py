@@ -58,7 +58,7 @@ FORMATS: dict[str, Format] = {
                                   _NO_EMBEDDINGS, False, ("sd",)),
     "diffusers": Format("dreamlock.exporting.diffusers_formats:export_pipeline", (), "", True),
     "single-file": Format("dreamlock.exporting.single_file:export_single_file", ("pipeline", "lora"),
-                          "and a single-file checkpoint has no tokenizer to carry new tokens", True, ("sd",),
+                          "and a single-file checkpoint has no tokenizer to carry new tokens", True,
                           excludes=("embeddings",)),
 }
 

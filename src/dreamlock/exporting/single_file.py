@@ -13,7 +13,9 @@ silently dropped. Load it back with
 ``StableDiffusionPipeline.from_single_file(path, config=DIFFUSERS_FOLDER, local_files_only=True)``,
 where the folder is the base model (or a ``--format diffusers`` export) of the same architecture.
 
-Not covered: SDXL, and runs with learned tokens (a checkpoint file has no tokenizer to carry them).
+SDXL (SGM layout): the same UNet and VAE names (``label_emb.0`` for the pooled/size embedding), CLIP
+ViT-L under ``conditioner.embedders.0.transformer.``, OpenCLIP bigG under ``conditioner.embedders.1.model.``.
+Not covered: runs with learned tokens (a checkpoint file has no tokenizer to carry them).
 An SD2 text encoder converted to diffusers has lost OpenCLIP's last block (SD2 conditions on the
 penultimate one), so the file has one block fewer than the original; A1111 does not use that block.
 """
@@ -29,8 +31,6 @@ from dreamlock.exporting.common import ExportJob, base_name, cast_state, run_pip
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
-TEXT_PREFIX = "cond_stage_model.transformer."
-OPENCLIP_PREFIX = "cond_stage_model.model."
 _OPENCLIP_LAYER = {"self_attn.out_proj": "attn.out_proj", "layer_norm1": "ln_1", "layer_norm2": "ln_2",
                    "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
 _OPENCLIP_TOP = {"embeddings.token_embedding.weight": "token_embedding.weight",
@@ -51,6 +51,8 @@ _UNET_TOP = {
     "conv_in": "input_blocks.0.0",
     "conv_norm_out": "out.0",
     "conv_out": "out.2",
+    "add_embedding.linear_1": "label_emb.0.0",  # SDXL's pooled-text + size/crop embedding
+    "add_embedding.linear_2": "label_emb.0.2",
 }
 _VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
 _VAE_TOP = {"conv_in": "conv_in", "conv_out": "conv_out", "conv_norm_out": "norm_out"}
@@ -170,6 +172,9 @@ def text_encoder_to_openclip(state: dict[str, Any]) -> dict[str, Any]:
         key = key.removeprefix("text_model.")
         if key == "embeddings.position_ids":
             continue  # a buffer, not a weight
+        if key == "text_projection.weight":  # SDXL's second encoder: OpenCLIP keeps it as x @ P
+            out["text_projection"] = value.T.contiguous()
+            continue
         if key in _OPENCLIP_TOP:
             out[_OPENCLIP_TOP[key]] = value
             continue
@@ -188,9 +193,6 @@ def text_encoder_to_openclip(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def uses_openclip_layout(text_encoder) -> bool:
-    """SD2's OpenCLIP text encoder (GELU) vs SD1's OpenAI CLIP (quick GELU)."""
-    return getattr(text_encoder.config, "hidden_act", "quick_gelu") == "gelu"
 
 
 def _convert_all(state: dict[str, Any], convert, what: str) -> dict[str, Any]:
@@ -207,14 +209,15 @@ def _convert_all(state: dict[str, Any], convert, what: str) -> dict[str, Any]:
     return out
 
 
-def pipeline_to_ldm(pipe) -> dict[str, Any]:
-    """All weights of an SD pipeline under the LDM single-file names."""
+def pipeline_to_ldm(pipe, family_name: str = "sd") -> dict[str, Any]:
+    """All weights of an SD / SDXL pipeline under the LDM / SGM single-file names."""
     state = {UNET_PREFIX + k: v for k, v in unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config)).items()}
     state.update({VAE_PREFIX + k: v for k, v in vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)).items()})
-    if uses_openclip_layout(pipe.text_encoder):
-        state.update({OPENCLIP_PREFIX + k: v for k, v in text_encoder_to_openclip(pipe.text_encoder.state_dict()).items()})
-    else:
-        state.update({TEXT_PREFIX + k: v for k, v in text_encoder_to_ldm(pipe.text_encoder.state_dict()).items()})
+    from dreamlock.families import get_family
+
+    for component, (prefix, layout) in get_family(family_name).single_file_text_layout(pipe).items():
+        convert = text_encoder_to_openclip if layout == "openclip" else text_encoder_to_ldm
+        state.update({prefix + k: v for k, v in convert(getattr(pipe, component).state_dict()).items()})
     return state
 
 
@@ -222,7 +225,7 @@ def export_single_file(job: ExportJob) -> Path:
     from safetensors.torch import save_file
 
     pipe = run_pipeline(job)
-    state = cast_state(pipeline_to_ldm(pipe), job.dtype)
+    state = cast_state(pipeline_to_ldm(pipe, job.info.family), job.dtype)
     path = job.out
     if job.final_out.suffix != ".safetensors":
         job.out.mkdir(parents=True, exist_ok=True)

@@ -170,6 +170,12 @@ class ModelFamily:
         """The whole pipeline as a diffusers folder (safetensors)."""
         self.pipeline().save_pretrained(out_dir, safe_serialization=True)
 
+    @classmethod
+    def single_file_text_layout(cls, pipe) -> dict[str, tuple[str, str]]:
+        """Text-encoder component -> (key prefix, "clip" | "openclip") in the family's single-file
+        checkpoint (``exporting/single_file.py`` writes the keys)."""
+        raise NotImplementedError(f"no single-file layout for the {cls.name} family")
+
     # ---- LoRA and embeddings files -------------------------------------------------------
     @classmethod
     def save_lora(cls, out_dir: Path, layers: dict[str, dict], metadata: dict[str, dict]) -> None:

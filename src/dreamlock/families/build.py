@@ -32,6 +32,7 @@ class SDArch(StrictModel):
     attention_head_dim: int = 8
     norm_num_groups: int = 4
     text_hidden: int = 32
+    text_hidden_2: int = 48  # SDXL's second (OpenCLIP bigG-like) encoder: wider than the first, as in SDXL
     text_layers: int = 2
     text_heads: int = 2
     text_act: Literal["quick_gelu", "gelu"] = "quick_gelu"  # OpenAI CLIP (SD1) / OpenCLIP (SD2)
@@ -52,7 +53,7 @@ def _unet(arch: SDArch, xl: bool = False) -> UNet2DConditionModel:
     latent_size = arch.sample_size // 2 ** (len(arch.vae_channels) - 1)
     xl_kwargs = dict(
         addition_embed_type="text_time", addition_time_embed_dim=SDXL_TIME_EMBED, use_linear_projection=True,
-        projection_class_embeddings_input_dim=6 * SDXL_TIME_EMBED + arch.text_hidden,
+        projection_class_embeddings_input_dim=6 * SDXL_TIME_EMBED + arch.text_hidden_2,
     ) if xl else {}
     if not xl:
         xl_kwargs["use_linear_projection"] = arch.linear_projection
@@ -65,7 +66,7 @@ def _unet(arch: SDArch, xl: bool = False) -> UNet2DConditionModel:
         down_block_types=tuple(down),
         up_block_types=tuple(up),
         layers_per_block=arch.layers_per_block,
-        cross_attention_dim=arch.text_hidden * (2 if xl else 1),  # SDXL joins both encoders' states
+        cross_attention_dim=arch.text_hidden + (arch.text_hidden_2 if xl else 0),  # SDXL joins both encoders' states
         attention_head_dim=arch.attention_head_dim,
         norm_num_groups=arch.norm_num_groups,
     )
@@ -88,17 +89,18 @@ def _vae(arch: SDArch) -> AutoencoderKL:
 
 
 def _text_encoder(arch: SDArch, tokenizer: CLIPTokenizer, projection: bool = False) -> CLIPTextModel:
+    hidden = arch.text_hidden_2 if projection else arch.text_hidden
     config = CLIPTextConfig(
         vocab_size=len(tokenizer),
-        hidden_size=arch.text_hidden,
-        intermediate_size=arch.text_hidden * 4,
+        hidden_size=hidden,
+        intermediate_size=hidden * 4,
         num_hidden_layers=arch.text_layers,
         num_attention_heads=arch.text_heads,
         max_position_embeddings=arch.max_length,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        projection_dim=arch.text_hidden,
+        projection_dim=hidden,
         hidden_act=arch.text_act,
     )
     return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
@@ -138,7 +140,8 @@ def build_sd_pipeline(arch: SDArch, words: Iterable[str], tokenizer_dir: Path, s
 
 def build_sdxl_pipeline(arch: SDArch, words: Iterable[str], tokenizer_dir: Path, seed: int = 0) -> StableDiffusionXLPipeline:
     """A randomly initialised ``StableDiffusionXLPipeline``: two CLIP encoders (the second with a
-    projection, giving the pooled embedding) of ``arch.text_hidden`` features each, sharing a
+    projection, giving the pooled embedding) of ``arch.text_hidden`` and ``arch.text_hidden_2``
+    features (different widths, as in SDXL, so single-file loaders can tell them apart), sharing a
     tokenizer trained on ``words``."""
     torch.manual_seed(seed)
     tokenizer = CLIPTokenizer.from_pretrained(build_clip_tokenizer(words, tokenizer_dir, arch.max_length))

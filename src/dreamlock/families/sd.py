@@ -20,6 +20,14 @@ class SDAdapter(ModelFamily):
     pipeline_kwargs = {"requires_safety_checker": False}
     load_kwargs = {"safety_checker": None, "requires_safety_checker": False}
 
+    @classmethod
+    def single_file_text_layout(cls, pipe) -> dict[str, tuple[str, str]]:
+        """SD1's OpenAI CLIP (quick GELU) under ``cond_stage_model.transformer.``; SD2's OpenCLIP
+        (GELU) under ``cond_stage_model.model.``."""
+        if getattr(pipe.text_encoder.config, "hidden_act", "quick_gelu") == "gelu":
+            return {"text_encoder": ("cond_stage_model.model.", "openclip")}
+        return {"text_encoder": ("cond_stage_model.transformer.", "clip")}
+
     def encode_text(self, prompts: list[str]) -> Conditioning:
         text = self.text_encoders()[0]
         ids = self.tokenize(text, prompts).to(text.encoder.device)

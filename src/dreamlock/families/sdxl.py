@@ -23,6 +23,12 @@ class SDXLAdapter(ModelFamily):
         TextEncoderSlot("text_encoder_2", "tokenizer_2", "lora_te2", "clip_g"),
     )
 
+    @classmethod
+    def single_file_text_layout(cls, pipe) -> dict[str, tuple[str, str]]:
+        """The SGM layout: CLIP ViT-L, then OpenCLIP bigG, as ``conditioner.embedders``."""
+        return {"text_encoder": ("conditioner.embedders.0.transformer.", "clip"),
+                "text_encoder_2": ("conditioner.embedders.1.model.", "openclip")}
+
     def encode_text(self, prompts: list[str]) -> Conditioning:
         states, pooled = [], None
         for text in self.text_encoders():
