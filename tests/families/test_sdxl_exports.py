@@ -88,11 +88,37 @@ def test_pivotal_embeddings_are_the_two_encoder_format(xl_runs, tmp_path):
     assert "<sks>" in get_family("sdxl").load_pipeline(merged).tokenizer_2.get_vocab()
 
 
-@pytest.mark.parametrize("fmt, run", [("a1111-embedding", "pivotal"), ("diffusers-embedding", "pivotal")])
-def test_formats_not_written_for_sdxl_refuse_in_one_line(xl_runs, tmp_path, fmt, run):
-    with pytest.raises(UserError, match=f"--format {fmt} is not written for sdxl runs yet; use --format ") as e:
-        export(xl_runs[run], fmt, tmp_path / "x.safetensors")
-    assert "\n" not in str(e.value) and not (tmp_path / "x.safetensors").exists()
+@pytest.mark.parametrize("fmt", ["a1111-embedding", "diffusers-embedding"])
+def test_embedding_formats_write_both_encoders(xl_runs, tmp_path, fmt):
+    path = export(xl_runs["pivotal"], fmt, tmp_path / "sks.safetensors")
+    state = load_file(str(path))
+    assert set(state) == {"clip_l", "clip_g"}
+    assert state["clip_l"].shape[-1] != state["clip_g"].shape[-1]  # the two encoders' widths
+    pipe = _pipe(xl_runs)
+    get_family("sdxl").add_embeddings(pipe, path, ["<sks>"])
+    assert "<sks>" in pipe.tokenizer.get_vocab() and "<sks>" in pipe.tokenizer_2.get_vocab()
+
+
+def test_kohya_bundle_of_a_pivotal_run_draws_like_the_run(xl_runs, tmp_path):
+    """LoRA + bundled ``bundle_emb.<token>.clip_l`` / ``.clip_g``: loaded into the base pipeline it
+    gives the image the run itself gives."""
+    from dreamlock.exporting.kohya import load_kohya_lora
+    from dreamlock.generation import load_generator
+
+    path = export(xl_runs["pivotal"], "kohya-lora", tmp_path / "piv.safetensors")
+    state = load_file(str(path))
+    assert {"bundle_emb.<sks>.clip_l", "bundle_emb.<sks>.clip_g"} <= set(state)
+    pipe = _pipe(xl_runs)
+    assert load_kohya_lora(pipe, path) == ["<sks>"]
+    run_pipe = load_generator(xl_runs["pivotal"]).pipe
+    prompt = "a photo of <sks> dog"  # the run's trigger as its learned token
+
+    def draw(p):
+        return p(prompt, num_inference_steps=2, guidance_scale=1.0, generator=torch.Generator().manual_seed(0),
+                 output_type="np").images[0]
+
+    pipe.scheduler = run_pipe.scheduler
+    assert np.abs(draw(pipe) - draw(run_pipe)).max() <= SAME
 
 
 def test_single_file_in_the_sgm_layout_reloads_exactly(xl_runs, tmp_path):

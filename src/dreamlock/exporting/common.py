@@ -296,23 +296,28 @@ def embeddings_file(run_dir: Path) -> Path:
     return path
 
 
-def read_run_embeddings(run_dir: Path, info: RunInfo) -> dict[str, "torch.Tensor"]:
-    """``final/learned_embeds.safetensors`` as {token: [n_vectors, dim]} (1-D tensors become [1, dim])."""
+def read_run_embeddings(run_dir: Path, info: RunInfo) -> dict[str, Any]:
+    """``final/learned_embeds.safetensors`` as {token: [n_vectors, dim]} (1-D tensors become [1, dim]);
+    for a family with several text encoders {token: {"clip_l": [n, dim_l], "clip_g": [n, dim_g]}}."""
     from safetensors.torch import load_file
 
     from dreamlock.families import get_family
 
     path = embeddings_file(run_dir)
-    if len(get_family(info.family).text_encoder_slots) > 1:
-        raise UserError(f"run {run_dir} is a {info.family} run: its {path.relative_to(run_dir)} already is the "
-                        "A1111 / ComfyUI multi-encoder embedding (clip_l / clip_g); copy that file, or use --format diffusers")
     try:
         state = load_file(str(path))
     except Exception as e:  # noqa: BLE001
         raise UserError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
     if not state:
         raise WorkError(f"{path}: holds no embeddings")
-    return {token: (t if t.ndim == 2 else t.reshape(1, -1)) for token, t in state.items()}
+    state = {k: (t if t.ndim == 2 else t.reshape(1, -1)) for k, t in state.items()}
+    slots = get_family(info.family).text_encoder_slots
+    if len(slots) == 1:
+        return state
+    keys = [s.embedding_key for s in slots]
+    if set(state) != set(keys) or len(info.tokens) != 1:
+        raise WorkError(f"{path}: a {info.family} embedding holds {', '.join(keys)} for one token; found {sorted(state)}")
+    return {info.tokens[0]: {k: state[k] for k in keys}}
 
 
 def safe_token_name(token: str, taken: set[str]) -> str:

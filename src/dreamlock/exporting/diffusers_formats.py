@@ -16,11 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import shutil
-
-from dreamlock.exporting.common import (ExportJob, cast_state, embeddings_file, lora_components, lora_config,
-                                      read_run_lora, run_pipeline)
-from dreamlock.runs import EMBEDDINGS_FILE
+from dreamlock.exporting.common import ExportJob, cast_state, lora_components, lora_config, read_run_lora, run_pipeline
 
 
 def export_pipeline(job: ExportJob) -> Path:
@@ -47,8 +43,6 @@ def export_lora(job: ExportJob) -> Path:
         metadata[component] = lora.metadata.get(component) or lora_config(lora.component(component), lora.use_dora).to_dict()
     job.out.mkdir(parents=True, exist_ok=True)
     get_family(job.info.family).save_lora(job.out, layers, metadata)
-    if job.info.has_embeddings and len(get_family(job.info.family).text_encoder_slots) > 1:
-        shutil.copyfile(embeddings_file(job.run_dir), job.out / EMBEDDINGS_FILE)  # clip_l / clip_g, as trained
-    elif job.info.has_embeddings:
+    if job.info.has_embeddings:
         write_diffusers_embeddings(job, job.out)
     return job.out

@@ -37,6 +37,11 @@ def _targets(job: ExportJob, tokens: list[str], diffusers_single_name: bool) -> 
     return {t: job.out / f"{safe_token_name(t, taken)}.safetensors" for t in tokens}
 
 
+def _vectors(value) -> int:
+    """Number of vectors of one token's embedding (a tensor, or one per text encoder)."""
+    return int((next(iter(value.values())) if isinstance(value, dict) else value).shape[0])
+
+
 def _metadata(job: ExportJob, token: str, vectors: int) -> dict[str, str]:
     return {
         "format": "pt",
@@ -47,16 +52,22 @@ def _metadata(job: ExportJob, token: str, vectors: int) -> dict[str, str]:
     }
 
 
-def write_a1111(path: Path, token: str, tensor, job: ExportJob) -> None:
+def write_a1111(path: Path, token: str, value, job: ExportJob) -> None:
+    """``{"emb_params": [n, dim]}``; with several text encoders ``{"clip_l": ..., "clip_g": ...}``
+    (SDXL embeddings as A1111 and ComfyUI read them)."""
     from safetensors.torch import save_file
 
-    save_file(cast_state({A1111_KEY: tensor}, job.dtype), str(path), metadata=_metadata(job, token, tensor.shape[0]))
+    tensors = value if isinstance(value, dict) else {A1111_KEY: value}
+    save_file(cast_state(tensors, job.dtype), str(path), metadata=_metadata(job, token, _vectors(value)))
 
 
-def write_diffusers(path: Path, token: str, tensor, job: ExportJob) -> None:
+def write_diffusers(path: Path, token: str, value, job: ExportJob) -> None:
+    """``{token: [n, dim]}``; with several text encoders the per-encoder file, which diffusers loads
+    with one ``load_textual_inversion`` per encoder."""
     from safetensors.torch import save_file
 
-    save_file(cast_state({token: tensor}, job.dtype), str(path), metadata=_metadata(job, token, tensor.shape[0]))
+    tensors = value if isinstance(value, dict) else {token: value}
+    save_file(cast_state(tensors, job.dtype), str(path), metadata=_metadata(job, token, _vectors(value)))
 
 
 def write_diffusers_embeddings(job: ExportJob, folder: Path) -> list[Path]:

@@ -153,11 +153,13 @@ def export_kohya_lora(job: ExportJob) -> Path:
     state = cast_state({k: v for k, v in state.items() if not k.endswith(".alpha")}, job.dtype)
     state.update(alphas)  # alpha stays float32: it is read with .item(), and fp16 would round odd values
     if job.info.has_embeddings:
-        for token, tensor in read_run_embeddings(job.run_dir, job.info).items():
+        for token, value in read_run_embeddings(job.run_dir, job.info).items():
             if "." in token:
                 raise UserError(f"token {token!r} contains '.', which A1111's bundled-embedding keys cannot hold; "
                                 "export it with --format a1111-embedding and the LoRA with --format diffusers-lora")
-            state[f"{BUNDLE_PREFIX}{token}{BUNDLE_SUFFIX}"] = tensor.to(job.dtype).contiguous()
+            parts = value if isinstance(value, dict) else {BUNDLE_SUFFIX[1:]: value}  # SDXL: .clip_l / .clip_g
+            for suffix, tensor in parts.items():
+                state[f"{BUNDLE_PREFIX}{token}.{suffix}"] = tensor.to(job.dtype).contiguous()
     if job.final_out.suffix == ".safetensors":
         path, stem = job.out, job.final_out.stem
     else:
@@ -169,15 +171,18 @@ def export_kohya_lora(job: ExportJob) -> Path:
 
 
 def split_kohya_file(path: str | Path) -> tuple[dict, dict]:
-    """A kohya file -> (LoRA tensors, {token: [n, dim]} bundled embeddings)."""
+    """A kohya file -> (LoRA tensors, bundled embeddings: {token: [n, dim]}, or for SDXL
+    {token: {"clip_l": ..., "clip_g": ...}})."""
     from safetensors.torch import load_file
 
     state = load_file(str(path))
-    embeds = {
-        k[len(BUNDLE_PREFIX): -len(BUNDLE_SUFFIX)]: v
-        for k, v in state.items()
-        if k.startswith(BUNDLE_PREFIX) and k.endswith(BUNDLE_SUFFIX)
-    }
+    embeds: dict = {}
+    for k, v in state.items():
+        if k.startswith(BUNDLE_PREFIX) and k.endswith(BUNDLE_SUFFIX):
+            embeds[k[len(BUNDLE_PREFIX): -len(BUNDLE_SUFFIX)]] = v
+        elif k.startswith(BUNDLE_PREFIX) and k.endswith((".clip_l", ".clip_g")):
+            token, _, part = k[len(BUNDLE_PREFIX):].rpartition(".")
+            embeds.setdefault(token, {})[part] = v
     lora = {k: v for k, v in state.items() if not k.startswith(BUNDLE_PREFIX)}
     return lora, embeds
 
@@ -187,9 +192,12 @@ def load_kohya_lora(pipe, path: str | Path, adapter_name: str | None = None) -> 
 
     diffusers converts the kohya keys itself (``load_lora_weights``); the ``bundle_emb.*`` tensors,
     which it does not accept, go through ``load_textual_inversion``. Returns the tokens added."""
+    from dreamlock.families import family_of_pipeline
+
     lora, embeds = split_kohya_file(path)
-    for token, tensor in embeds.items():
-        pipe.load_textual_inversion({token: tensor}, token=token)
+    family = family_of_pipeline(pipe)
+    for token, value in embeds.items():
+        family.add_embeddings(pipe, value if isinstance(value, dict) else {token: value}, [token])
     if lora:
         pipe.load_lora_weights(lora, adapter_name=adapter_name)
     return list(embeds)

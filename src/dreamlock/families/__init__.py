@@ -34,6 +34,14 @@ def get_family(name: str) -> "type[ModelFamily]":
     return getattr(importlib.import_module(module), attr)
 
 
+def family_of_pipeline(pipe) -> "type[ModelFamily]":
+    """The adapter class of a loaded pipeline (by its class name, as in ``model_index.json``)."""
+    for name, (_, class_names) in FAMILIES.items():
+        if type(pipe).__name__ in class_names:
+            return get_family(name)
+    raise UserError(f"a {type(pipe).__name__} is not a supported model family ({', '.join(FAMILIES)})")
+
+
 def _model_index(base: str | Path | None) -> Path | None:
     if base is None:
         return None

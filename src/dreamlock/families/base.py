@@ -194,9 +194,10 @@ class ModelFamily:
         return {s.embedding_key: vectors[s.name] for s in self.text_encoder_slots}
 
     @classmethod
-    def add_embeddings(cls, pipe, path: Path, tokens: list[str] | None = None) -> list[str]:
-        """Load a learned-embeddings file into ``pipe``'s tokenizers and text encoders."""
-        state = load_file(str(path))
+    def add_embeddings(cls, pipe, source: Path | dict, tokens: list[str] | None = None) -> list[str]:
+        """Load learned embeddings (a file, or its tensors) into ``pipe``'s tokenizers and text encoders."""
+        path = source if isinstance(source, (str, Path)) else "embeddings"
+        state = load_file(str(source)) if isinstance(source, (str, Path)) else source
         keys = {s.embedding_key for s in cls.text_encoder_slots}
         if len(cls.text_encoder_slots) > 1 and keys <= set(state):
             token = (tokens or [Path(path).stem])[0]
