@@ -6,6 +6,7 @@ Every failure is a one-line ``UserError`` that says what to give instead.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -31,7 +32,12 @@ def _quiet_transformers() -> None:
 def _load_folder(family, path: Path, dtype: torch.dtype):
     if not (path / "model_index.json").is_file():
         raise UserError(f"{path}: not a diffusers model folder (no model_index.json); give a folder saved with save_pretrained")
-    return family.pipeline_class.from_pretrained(path, dtype=dtype, **family.load_kwargs)
+    try:
+        return family.pipeline_class.from_pretrained(path, dtype=dtype, **family.load_kwargs)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        found = json.loads((path / "model_index.json").read_text()).get("_class_name", "?")
+        raise UserError(f"{path}: cannot load this {found} as a {family.name} model ({str(e).splitlines()[0][:120]}); "
+                        "leave --family out to use the model's own family") from None
 
 
 def _load_single_file(family, path: Path, dtype: torch.dtype, config: str | None, allow_pickle: bool):

@@ -81,3 +81,9 @@ def test_detect_family(tmp_path):
         detect_family(_folder(tmp_path / "c", "KandinskyPipeline"))
     with pytest.raises(UserError, match="unknown model family 'flux'"):
         get_family("flux")
+
+
+def test_forcing_the_wrong_family_is_a_one_line_error(tiny_bases):
+    with pytest.raises(UserError, match="has no text_encoder_2, tokenizer_2, so it is not a sdxl model.*--family") as e:
+        get_family("sdxl").load_pipeline(tiny_bases["sd"])
+    assert "\n" not in str(e.value)

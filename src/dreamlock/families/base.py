@@ -76,7 +76,13 @@ class ModelFamily:
     def load_pipeline(cls, base: str | Path, base_config: str | None = None, allow_pickle: bool = False,
                       dtype: torch.dtype = torch.float32):
         """The family's pipeline from a folder, a single file or a hub id."""
-        return load_base_pipeline(base, dtype, base_config, allow_pickle, family=cls)
+        pipe = load_base_pipeline(base, dtype, base_config, allow_pickle, family=cls)
+        needed = [cls.denoiser_name, "vae"] + [n for s in cls.text_encoder_slots for n in (s.name, s.tokenizer)]
+        missing = [name for name in needed if getattr(pipe, name, None) is None]
+        if missing:
+            raise UserError(f"{base}: has no {', '.join(missing)}, so it is not a {cls.name} model; "
+                            "leave --family out to use the model's own family, or give the missing parts")
+        return pipe
 
     def set_scheduler(self, **overrides) -> None:
         """Change the noise schedule (e.g. ``ZERO_TERMINAL_SNR``) for training, samples and saving."""
