@@ -55,7 +55,7 @@ def kohya_name(module: LoraModule, prefixes: dict[str, str]) -> str:
     Text encoder paths always get the ``text_model.`` level the kohya names have, whether the
     run saved them with it (transformers < 5.6) or without it (flattened ``CLIPTextModel``)."""
     path = module.path
-    if module.component.startswith("text_encoder") and not path.startswith("text_model."):
+    if module.component.startswith("text_encoder") and not path.startswith("text_model."):  # a CLIP text encoder
         path = "text_model." + path
     return prefixes[module.component] + "_" + path.replace(".", "_")
 
@@ -77,7 +77,9 @@ def _scheduler_config(job: ExportJob) -> dict:
 
 
 def _cross_attention_dim(job: ExportJob, lora: RunLora) -> int | None:
-    for m in lora.component("unet"):
+    from dreamlock.families import get_family
+
+    for m in lora.component(get_family(job.info.family).denoiser_name):
         if m.path.endswith(("attn2.to_k", "attn2.to_v")):
             return int(m.down.shape[1])
     dim = _unet_base_config(job).get("cross_attention_dim")

@@ -58,6 +58,9 @@ class ModelFamily:
     denoiser_name: ClassVar[str] = "unet"
     kohya_denoiser_prefix: ClassVar[str] = "lora_unet"
     text_encoder_slots: ClassVar[tuple[TextEncoderSlot, ...]]
+    #: default LoRA target modules: of the denoiser, and of each text encoder
+    denoiser_lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
+    text_lora_targets: ClassVar[tuple[str, ...]] = ("q_proj", "k_proj", "v_proj", "out_proj")
     #: extra keyword arguments the pipeline class needs when built from components
     pipeline_kwargs: ClassVar[dict] = {}
     #: extra keyword arguments of ``from_pretrained`` / ``from_single_file``

@@ -33,7 +33,10 @@ class LoRA(Method):
         super().__init__(adapter, config)
         self.components = adapter.trainable_components(config.train_text_encoder)
         for name, module in self.components.items():
-            targets = config.lora_target_modules if name == adapter.denoiser_name else config.text_encoder_target_modules
+            if name == adapter.denoiser_name:
+                targets = config.lora_target_modules or list(adapter.denoiser_lora_targets)
+            else:
+                targets = config.text_encoder_target_modules or list(adapter.text_lora_targets)
             module.add_adapter(lora_config(config, targets))
         if config.gradient_checkpointing:
             adapter.denoiser.enable_gradient_checkpointing()

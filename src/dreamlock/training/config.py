@@ -74,8 +74,8 @@ class TrainConfig(StrictModel):
     lora_alpha: float | None = None  # default: rank
     lora_dropout: float = 0.0
     use_dora: bool = False
-    lora_target_modules: list[str] = ["to_q", "to_k", "to_v", "to_out.0"]
-    text_encoder_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "out_proj"]
+    lora_target_modules: list[str] | None = None  # default: the family's (SD/SDXL: to_q, to_k, to_v, to_out.0)
+    text_encoder_target_modules: list[str] | None = None  # default: the family's (q_proj, k_proj, v_proj, out_proj)
     num_vectors: int = Field(1, ge=1)  # ti / pivotal: vectors per placeholder token
     # checkpoints, samples, logs
     checkpointing_steps: int | None = Field(None, ge=1)
