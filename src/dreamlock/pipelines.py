@@ -15,8 +15,10 @@ from dreamlock.loading import load_base_pipeline
 from dreamlock.runs import EMBEDDINGS_FILE, LORA_FILE, PIPELINE_DIR, RunInfo, final_dir, is_run, read_run
 
 
-def load_run_pipeline(run_dir: Path, lora_scale: float = 1.0, dtype: torch.dtype = torch.float32):
-    """Load a run's result: the fine-tuned pipeline, or the base with LoRA / embeddings applied."""
+def load_run_pipeline(run_dir: Path, lora_scale: float = 1.0, dtype: torch.dtype = torch.float32,
+                      with_lora: bool = True):
+    """Load a run's result: the fine-tuned pipeline, or the base with LoRA / embeddings applied
+    (``with_lora=False``: without the LoRA, for `export`, which fuses it into the weights itself)."""
     info = read_run(run_dir)
     family = get_family(info.family)
     final = final_dir(run_dir)
@@ -25,7 +27,7 @@ def load_run_pipeline(run_dir: Path, lora_scale: float = 1.0, dtype: torch.dtype
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **info.scheduler)
     if info.has_embeddings:
         family.add_embeddings(pipe, final / EMBEDDINGS_FILE, info.tokens)
-    if info.has_lora:
+    if info.has_lora and with_lora:
         pipe.load_lora_weights(str(final), weight_name=LORA_FILE, adapter_name="dreamlock")
         pipe.set_adapters(["dreamlock"], adapter_weights=[lora_scale])
     return pipe, info

@@ -340,21 +340,15 @@ def run_pipeline(job: ExportJob):
     LoRA fused in (scaled by ``job.lora_scale``) and the learned tokens added."""
     import torch
 
-    from dreamlock.families import get_family
+    from dreamlock.pipelines import load_run_pipeline
 
     info, run_dir = job.info, job.run_dir
-    family = get_family(info.family)
-    if info.has_pipeline:
-        path = final_dir(run_dir) / PIPELINE_DIR
-        if not (path / "model_index.json").is_file():
-            raise UserError(f"run {run_dir}: no final/{PIPELINE_DIR}/ pipeline (has training finished?)")
-        return family.load_pipeline(path, dtype=torch.float32)
+    if info.has_pipeline and not (final_dir(run_dir) / PIPELINE_DIR / "model_index.json").is_file():
+        raise UserError(f"run {run_dir}: no final/{PIPELINE_DIR}/ pipeline (has training finished?)")
     lora = read_run_lora(run_dir, info) if info.has_lora else None
     if info.has_embeddings:
         embeddings_file(run_dir)
-    pipe = family.load_pipeline(info.base, dtype=torch.float32)
-    if info.has_embeddings:
-        family.add_embeddings(pipe, final_dir(run_dir) / EMBEDDINGS_FILE, info.tokens)
+    pipe, _ = load_run_pipeline(run_dir, dtype=torch.float32, with_lora=False)  # the one reader of a run
     if lora is not None:
         for component in lora_components(info):
             fuse_lora_into(getattr(pipe, component), component, lora, job.lora_scale)
