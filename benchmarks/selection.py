@@ -61,7 +61,8 @@ def run_one(work: Path, subject: str, prior: bool, factor: float, every: int, se
     chosen, last, best = selection["chosen_step"], max(by_step), choose(rows, Rule())
     c, z = by_step[chosen], by_step[last]
     fid, drift = c["subject_fidelity"] - z["subject_fidelity"], c["class_drift"] - z["class_drift"]
-    beats = (fid > 0 and drift <= 0) or (drift < 0 and fid >= 0) or chosen == last
+    # None when the selection kept the last step: there is nothing it could beat
+    beats = None if chosen == last else (fid > 0 and drift <= 0) or (drift < 0 and fid >= 0)
     return {"subject": subject, "prior": prior, "steps": steps, "every": every, "chosen": chosen, "last": last,
             "best_in_hindsight": best, "train_s": round(train_s, 1), "selection_s": round(select_s, 1),
             "overhead": round(select_s / max(1e-9, train_s - select_s), 3),
