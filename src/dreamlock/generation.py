@@ -11,19 +11,19 @@ from rich.progress import Progress
 
 from dreamlock.errors import UserError
 from dreamlock.grid import make_grid
-from dreamlock.families import get_family
-from dreamlock.pipelines import family_of, load_pipeline
+from dreamlock.families import family_of_pipeline
+from dreamlock.pipelines import load_pipeline
 from dreamlock.runs import RunInfo
 
 
 class Generator:
     """A loaded pipeline plus what the run knows: trigger, class word, learned tokens."""
 
-    def __init__(self, pipe, info: RunInfo | None, source: str | Path | None = None, family: str = "sd"):
+    def __init__(self, pipe, info: RunInfo | None, source: str | Path | None = None):
         self.pipe = pipe
         self.info = info
         self.source = source  # the run or model folder (or file / hub id) it was loaded from
-        pipe.scheduler = get_family(family).sampling_scheduler(pipe.scheduler.config)
+        pipe.scheduler = family_of_pipeline(pipe).sampling_scheduler(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
 
     @property
@@ -73,7 +73,7 @@ class Generator:
 def load_generator(run_or_model: str | Path, lora_scale: float = 1.0) -> Generator:
     """Load a run folder (or a model folder / file / hub id) ready to generate."""
     pipe, info = load_pipeline(run_or_model, lora_scale=lora_scale)
-    return Generator(pipe, info, run_or_model, info.family if info is not None else family_of(run_or_model))
+    return Generator(pipe, info, run_or_model)
 
 
 def _slug(text: str) -> str:

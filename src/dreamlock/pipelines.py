@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 
 from dreamlock.families import detect_family, get_family
-from dreamlock.loading import load_base_pipeline
 from dreamlock.runs import EMBEDDINGS_FILE, LORA_FILE, PIPELINE_DIR, RunInfo, final_dir, is_run, read_run
 
 
@@ -22,9 +21,9 @@ def load_run_pipeline(run_dir: Path, lora_scale: float = 1.0, dtype: torch.dtype
     info = read_run(run_dir)
     family = get_family(info.family)
     final = final_dir(run_dir)
-    pipe = load_base_pipeline(final / PIPELINE_DIR if info.has_pipeline else info.base, dtype, family=family)
+    pipe = family.load_pipeline(final / PIPELINE_DIR if info.has_pipeline else info.base, dtype=dtype)
     if info.scheduler:  # e.g. zero terminal SNR: the run samples with the schedule it trained with
-        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **info.scheduler)
+        family.reschedule(pipe, **info.scheduler)
     if info.has_embeddings:
         family.add_embeddings(pipe, final / EMBEDDINGS_FILE, info.tokens)
     if info.has_lora and with_lora:
@@ -34,16 +33,9 @@ def load_run_pipeline(run_dir: Path, lora_scale: float = 1.0, dtype: torch.dtype
 
 
 def load_pipeline(run_or_model: str | Path, lora_scale: float = 1.0,
-                  dtype: torch.dtype = torch.float32, family: str | None = None) -> tuple[object, RunInfo | None]:
+                  dtype: torch.dtype = torch.float32) -> tuple[object, RunInfo | None]:
     """A run folder gives its trained pipeline; anything else is loaded as a base model of its
-    detected (or the given) family."""
+    detected family."""
     if is_run(Path(run_or_model)):
         return load_run_pipeline(Path(run_or_model), lora_scale, dtype)
-    adapter = get_family(family or detect_family(run_or_model))
-    return load_base_pipeline(run_or_model, dtype, family=adapter), None
-
-
-def family_of(run_or_model: str | Path) -> str:
-    """The family of a run (from ``run.json``) or of a model folder (detected)."""
-    path = Path(run_or_model)
-    return read_run(path).family if is_run(path) else detect_family(path)
+    return get_family(detect_family(run_or_model)).load_pipeline(run_or_model, dtype=dtype), None

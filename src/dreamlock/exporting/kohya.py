@@ -111,9 +111,12 @@ def kohya_metadata(job: ExportJob, lora: RunLora, stem: str) -> dict[str, str]:
         )
     if info.tokens:
         meta["dreamlock_tokens"] = json.dumps(info.tokens)
+    from dreamlock.families import get_family
+
     cross = _cross_attention_dim(job, lora)
-    if info.family == "sdxl":
-        meta["ss_base_model_version"] = "sdxl_base_v1-0"
+    version = get_family(info.family).kohya_base_model_version
+    if version is not None:
+        meta["ss_base_model_version"] = version
     elif cross is not None:
         v2 = cross == 1024  # SD2.x: OpenCLIP ViT-H, 1024-d; SD1.x: CLIP ViT-L, 768-d
         meta["ss_base_model_version"] = "sd_v2" if v2 else "sd_v1"

@@ -57,6 +57,8 @@ class ModelFamily:
     pipeline_class: ClassVar[type]
     denoiser_name: ClassVar[str] = "unet"
     kohya_denoiser_prefix: ClassVar[str] = "lora_unet"
+    #: kohya's ``ss_base_model_version``; None: told apart by the LoRA's cross-attention width (SD1 / SD2)
+    kohya_base_model_version: ClassVar[str | None] = None
     text_encoder_slots: ClassVar[tuple[TextEncoderSlot, ...]]
     #: default LoRA target modules: of the denoiser, and of each text encoder
     denoiser_lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
@@ -87,10 +89,14 @@ class ModelFamily:
                             "leave --family out to use the model's own family, or give the missing parts")
         return pipe
 
+    @staticmethod
+    def reschedule(pipe, **overrides) -> None:
+        """Change a pipeline's noise schedule (e.g. ``ZERO_TERMINAL_SNR``), keeping its scheduler class."""
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **overrides)
+
     def set_scheduler(self, **overrides) -> None:
-        """Change the noise schedule (e.g. ``ZERO_TERMINAL_SNR``) for training, samples and saving."""
-        scheduler = self.pipe.scheduler
-        self.pipe.scheduler = type(scheduler).from_config(scheduler.config, **overrides)
+        """Change the noise schedule for training, samples and saving."""
+        self.reschedule(self.pipe, **overrides)
         self.objective = DDPMObjective(self.pipe.scheduler.config)
 
     # ---- components ----------------------------------------------------------------------

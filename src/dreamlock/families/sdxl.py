@@ -18,6 +18,7 @@ from dreamlock.families.conditioning import Conditioning
 class SDXLAdapter(ModelFamily):
     name = "sdxl"
     pipeline_class = StableDiffusionXLPipeline
+    kohya_base_model_version = "sdxl_base_v1-0"
     text_encoder_slots = (
         TextEncoderSlot("text_encoder", "tokenizer", "lora_te1", "clip_l"),
         TextEncoderSlot("text_encoder_2", "tokenizer_2", "lora_te2", "clip_g"),

@@ -97,18 +97,14 @@ def load_adapter(config: TrainConfig) -> ModelFamily:
 
 
 def with_model_defaults(config: TrainConfig, adapter: ModelFamily) -> TrainConfig:
-    """Unset keys that the base model decides: the resolution (its native size)."""
-    if config.resolution is not None:
-        return config
-    return config.model_copy(update={"resolution": adapter.native_resolution})
+    """Keys that the base model decides: its family (as loaded), and an unset resolution (its native size)."""
+    return config.model_copy(update={"family": adapter.name, "resolution": config.resolution or adapter.native_resolution})
 
 
 def prepare_trainer(config: TrainConfig) -> Trainer:
     """Everything up to the first step: checks, model, method, data, optimizer (and resume)."""
     validate_config(config)
     config = with_model_guidance(config)  # before config.toml is written: it records the values used
-    if config.family is None:
-        config = config.model_copy(update={"family": detect_family(config.base, config.base_config)})
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
