@@ -56,3 +56,13 @@ def write_images(folder: Path, n: int, seed: int = 0, size: int = 32, caption: s
 def images_writer():
     """``write_images(folder, n, seed=0, size=32, caption=None)``: small distinct test images."""
     return write_images
+
+
+@pytest.fixture(scope="session")
+def tiny_bases(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random pipelines of every registered family, built offline from configs (plumbing tests)."""
+    from dreamlock.families import FAMILIES
+    from dreamlock.families.build import save_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("family-bases")
+    return {name: save_tiny_pipeline(root / name, family=name) for name in FAMILIES}

@@ -36,10 +36,11 @@ class Generator:
 
     @property
     def default_guidance(self) -> float | None:
-        """The guidance the model (a run: its base model) recommends, if it names one."""
+        """The guidance the model (a run: its base model) recommends, else its family's usual one."""
         from dreamlock.model_defaults import model_guidance
 
-        return model_guidance(self.info.base if self.info else self.source)
+        recommended = model_guidance(self.info.base if self.info else self.source)
+        return recommended if recommended is not None else family_of_pipeline(self.pipe).default_guidance
 
     @property
     def world(self) -> str | None:

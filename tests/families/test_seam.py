@@ -79,8 +79,10 @@ def test_detect_family(tmp_path):
     assert detect_family(single, base_config=tmp_path / "b") == "sdxl"
     with pytest.raises(UserError, match="KandinskyPipeline is not a supported model family.*--family"):
         detect_family(_folder(tmp_path / "c", "KandinskyPipeline"))
-    with pytest.raises(UserError, match="unknown model family 'flux'"):
-        get_family("flux")
+    assert detect_family(_folder(tmp_path / "d", "StableDiffusion3Pipeline")) == "sd3"
+    assert detect_family(_folder(tmp_path / "e", "FluxPipeline")) == "flux"
+    with pytest.raises(UserError, match="unknown model family 'flux2'"):
+        get_family("flux2")
 
 
 def test_forcing_the_wrong_family_is_a_one_line_error(tiny_bases):

@@ -82,7 +82,8 @@ def test_model_carried_guidance_is_the_default(tiny_base, make_config, tmp_path)
     base = tmp_path / "base"
     shutil.copytree(tiny_base, base)
     write_model_defaults(base, 1.0)
-    assert load_generator(base).default_guidance == 1.0 and load_generator(tiny_base).default_guidance is None
+    assert load_generator(base).default_guidance == 1.0
+    assert load_generator(tiny_base).default_guidance == 7.5  # no dreamlock.json: the family's usual value
     run = train(make_config(method="lora", base=str(base), max_train_steps=1))
     assert load_generator(run).default_guidance == 1.0
 
@@ -107,19 +108,22 @@ def test_bad_model_defaults_file_is_a_user_error(tmp_path):
 
 
 def test_training_takes_the_model_guidance_for_class_images_and_samples(tiny_base, make_config, tmp_path):
-    """Unset class-image / validation guidance come from the base model's dreamlock.json (else 7.5);
-    the resolved values are what config.toml records."""
+    """Unset class-image / validation guidance come from the base model's dreamlock.json (else its
+    family's: 7.5 for SD, 3.5 for FLUX.1); the resolved values are what config.toml records."""
     import shutil
 
+    from dreamlock.families import get_family
     from dreamlock.model_defaults import write_model_defaults
     from dreamlock.training.api import with_model_guidance
 
     base = tmp_path / "base"
     shutil.copytree(tiny_base, base)
     write_model_defaults(base, 1.0)
-    resolved = with_model_guidance(make_config(base=str(base)))
+    sd, flux = get_family("sd"), get_family("flux")
+    resolved = with_model_guidance(make_config(base=str(base)), sd)
     assert (resolved.class_generation_guidance, resolved.validation_guidance) == (1.0, 1.0)
-    plain = with_model_guidance(make_config())
+    plain = with_model_guidance(make_config(), sd)
     assert (plain.class_generation_guidance, plain.validation_guidance) == (7.5, 7.5)
-    explicit = with_model_guidance(make_config(base=str(base), class_generation_guidance=3.0))
+    assert with_model_guidance(make_config(), flux).validation_guidance == 3.5
+    explicit = with_model_guidance(make_config(base=str(base), class_generation_guidance=3.0), sd)
     assert (explicit.class_generation_guidance, explicit.validation_guidance) == (3.0, 1.0)

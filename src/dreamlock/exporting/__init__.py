@@ -40,7 +40,7 @@ class Format:
     needs: tuple[str, ...]  # the run must hold one of these products ("" = any run)
     lacks: str  # why a run without them does not fit, for the message
     uses_lora: bool  # --lora-scale means something
-    families: tuple[str, ...] = ("sd", "sdxl")  # model families it is written for
+    families: tuple[str, ...] = ("sd", "sdxl", "sd3", "flux")  # model families it is written for
     excludes: tuple[str, ...] = ()  # products the format cannot carry
 
     def fits(self, products: list[str]) -> bool:
@@ -50,16 +50,17 @@ class Format:
 
 _NO_LORA, _NO_EMBEDDINGS = "it has no LoRA", "it has no embeddings"
 FORMATS: dict[str, Format] = {
-    "kohya-lora": Format("dreamlock.exporting.kohya:export_kohya_lora", ("lora",), _NO_LORA, True),
+    "kohya-lora": Format("dreamlock.exporting.kohya:export_kohya_lora", ("lora",), _NO_LORA, True,
+                         families=("sd", "sdxl", "flux")),  # SD3: ComfyUI and Forge read diffusers-lora
     "diffusers-lora": Format("dreamlock.exporting.diffusers_formats:export_lora", ("lora",), _NO_LORA, True),
     "a1111-embedding": Format("dreamlock.exporting.embeddings:export_a1111_embedding", ("embeddings",), _NO_EMBEDDINGS,
-                              False),
+                              False, families=("sd", "sdxl")),
     "diffusers-embedding": Format("dreamlock.exporting.embeddings:export_diffusers_embedding", ("embeddings",),
-                                  _NO_EMBEDDINGS, False),
+                                  _NO_EMBEDDINGS, False, families=("sd", "sdxl", "flux")),
     "diffusers": Format("dreamlock.exporting.diffusers_formats:export_pipeline", (), "", True),
     "single-file": Format("dreamlock.exporting.single_file:export_single_file", ("pipeline", "lora"),
                           "and a single-file checkpoint has no tokenizer to carry new tokens", True,
-                          excludes=("embeddings",)),
+                          families=("sd", "sdxl"), excludes=("embeddings",)),
 }
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}

@@ -39,7 +39,7 @@ def lora_components(info: RunInfo) -> tuple[str, ...]:
     from dreamlock.families import get_family
 
     family = get_family(info.family)
-    return (family.denoiser_name, *(s.name for s in family.text_encoder_slots))
+    return (family.denoiser_name, *(s.name for s in family.tunable_slots()))
 @dataclass
 class ExportJob:
     """One export: the run, where to write (a scratch path the caller moves into place), how."""
@@ -311,7 +311,7 @@ def read_run_embeddings(run_dir: Path, info: RunInfo) -> dict[str, Any]:
     if not state:
         raise WorkError(f"{path}: holds no embeddings")
     state = {k: (t if t.ndim == 2 else t.reshape(1, -1)) for k, t in state.items()}
-    slots = get_family(info.family).text_encoder_slots
+    slots = get_family(info.family).tunable_slots()
     if len(slots) == 1:
         return state
     keys = [s.embedding_key for s in slots]

@@ -1,7 +1,7 @@
 """kohya-ss / A1111 / Forge / ComfyUI LoRA: one ``.safetensors`` with kohya key names.
 
-Per adapted layer (SD1/SD2: kohya trains on the diffusers UNet, so names are diffusers module paths
-with ``.`` -> ``_``)::
+Per adapted layer (SD1/SD2/SDXL: kohya trains on the diffusers UNet, so names are diffusers module
+paths with ``.`` -> ``_``; FLUX.1: BFL's layer names, some fused — ``families/flux_kohya.py``)::
 
     lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight  [r, in]
     lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight    [out, r]
@@ -127,6 +127,59 @@ def kohya_metadata(job: ExportJob, lora: RunLora, stem: str) -> dict[str, str]:
     return meta
 
 
+def _fuse(parts: dict[int, LoraModule], ratios: tuple[int, ...]) -> tuple:
+    """LoRAs of the parts of a fused layer (BFL's ``qkv``, ``linear1``) as one LoRA of rank
+    ``len(ratios) * r``: downs stacked, ups block-diagonal (zeros for parts without a LoRA), alpha
+    times the number of parts so ``alpha / rank`` stays each part's scale. Its delta is exactly the
+    parts' deltas stacked."""
+    import torch
+
+    first = next(iter(parts.values()))
+    if any(m.rank != first.rank or m.alpha != first.alpha for m in parts.values()):
+        raise WorkError(f"the parts of one fused kohya layer ({', '.join(m.path for m in parts.values())}) have "
+                        "different ranks or alphas; use --format diffusers-lora")
+    unit = first.up.shape[0] // ratios[next(iter(parts))]
+    r, n = first.rank, len(ratios)
+    down = torch.zeros(n * r, first.down.shape[1])
+    up = torch.zeros(sum(ratios) * unit, n * r)
+    row = 0
+    for i, ratio in enumerate(ratios):
+        if i in parts:
+            down[i * r:(i + 1) * r] = parts[i].down.float()
+            up[row:row + ratio * unit, i * r:(i + 1) * r] = parts[i].up.float()
+        row += ratio * unit
+    return down, up, first.alpha * n
+
+
+def _kohya_layers(lora: RunLora, family_name: str) -> dict[str, tuple]:
+    """kohya name -> (down, up, alpha), fusing the layers the family's kohya layout fuses."""
+    from dreamlock.families import get_family
+
+    family = get_family(family_name)
+    prefixes = kohya_prefixes(family_name)
+    layers: dict[str, tuple] = {}
+    fused: dict[str, tuple[dict[int, LoraModule], tuple[int, ...]]] = {}
+    for m in lora.modules:
+        if m.component != family.denoiser_name or family.kohya_denoiser_name is None:
+            name = kohya_name(m, prefixes)
+        else:
+            mapped = family.kohya_denoiser_name(m.path)
+            if mapped is None:
+                raise UserError(f"LoRA layer {m.path} has no kohya name in the {family_name} layout; "
+                                "use --format diffusers-lora, or train with the default lora_target_modules")
+            short, part, ratios = mapped
+            name = f"{prefixes[m.component]}_{short}"
+            if len(ratios) > 1:
+                fused.setdefault(name, ({}, ratios))[0][part] = m
+                continue
+        if name in layers:
+            raise WorkError(f"two LoRA layers map to the same kohya name {name}; cannot write a kohya file")
+        layers[name] = (m.down.float(), m.up.float(), m.alpha)
+    for name, (parts, ratios) in fused.items():
+        layers[name] = _fuse(parts, ratios)
+    return layers
+
+
 def kohya_state_dict(lora: RunLora, scale: float = 1.0, family: str = "sd") -> dict:
     """The kohya-named tensors (float32 here; cast afterwards)."""
     import torch
@@ -138,14 +191,10 @@ def kohya_state_dict(lora: RunLora, scale: float = 1.0, family: str = "sd") -> d
             "use --format diffusers-lora, or --format diffusers / single-file to fuse it"
         )
     state: dict[str, torch.Tensor] = {}
-    prefixes = kohya_prefixes(family)
-    for m in lora.modules:
-        name = kohya_name(m, prefixes)
-        if f"{name}.lora_down.weight" in state:
-            raise WorkError(f"two LoRA layers map to the same kohya name {name}; cannot write a kohya file")
-        state[f"{name}.lora_down.weight"] = m.down.float()
-        state[f"{name}.lora_up.weight"] = m.up.float() * scale
-        state[f"{name}.alpha"] = torch.tensor(float(m.alpha), dtype=torch.float32)
+    for name, (down, up, alpha) in _kohya_layers(lora, family).items():
+        state[f"{name}.lora_down.weight"] = down
+        state[f"{name}.lora_up.weight"] = up * scale
+        state[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=torch.float32)
     return state
 
 

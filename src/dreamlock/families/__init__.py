@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sd": ("dreamlock.families.sd:SDAdapter", ("StableDiffusionPipeline",)),  # SD 1.x / 2.x
     "sdxl": ("dreamlock.families.sdxl:SDXLAdapter", ("StableDiffusionXLPipeline",)),
+    "sd3": ("dreamlock.families.sd3:SD3Adapter", ("StableDiffusion3Pipeline",)),  # SD 3 / 3.5
+    "flux": ("dreamlock.families.flux:FluxAdapter", ("FluxPipeline",)),  # FLUX.1 dev / schnell
 }
 DEFAULT_FAMILY = "sd"
 

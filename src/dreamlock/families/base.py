@@ -35,6 +35,10 @@ class TextEncoderSlot:
     tokenizer: str  # its tokenizer's component name
     kohya_prefix: str  # LoRA key prefix in kohya / A1111 files: "lora_te", "lora_te1", "lora_te2"
     embedding_key: str  # key of its vectors in A1111 multi-encoder embeddings ("clip_l", "clip_g")
+    #: False for encoders that never train and learn no tokens (T5 in SD3 / FLUX.1: frozen, cacheable)
+    tunable: bool = True
+    #: the pipeline works without it (SD3's T5): not required when loading
+    optional: bool = False
 
 
 @dataclass
@@ -59,10 +63,19 @@ class ModelFamily:
     kohya_denoiser_prefix: ClassVar[str] = "lora_unet"
     #: kohya's ``ss_base_model_version``; None: told apart by the LoRA's cross-attention width (SD1 / SD2)
     kohya_base_model_version: ClassVar[str | None] = None
+    #: kohya names of denoiser layers that are not their diffusers paths (FLUX.1: BFL names, some
+    #: layers fused): path -> (name, part, parts' relative sizes) or None; None here: the diffusers path
+    kohya_denoiser_name: ClassVar = None
     text_encoder_slots: ClassVar[tuple[TextEncoderSlot, ...]]
     #: default LoRA target modules: of the denoiser, and of each text encoder
     denoiser_lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
     text_lora_targets: ClassVar[tuple[str, ...]] = ("q_proj", "k_proj", "v_proj", "out_proj")
+    #: "ddpm" (epsilon / v) or "flow" (rectified flow): which training options apply
+    objective_kind: ClassVar[str] = "ddpm"
+    #: whether a guidance value is a training input (guidance-distilled FLUX.1-dev: ``guidance_scale``)
+    trains_with_guidance: ClassVar[bool] = False
+    #: the classifier-free (FLUX.1-dev: distilled) guidance a model of the family samples well with
+    default_guidance: ClassVar[float] = 7.5
     #: extra keyword arguments the pipeline class needs when built from components
     pipeline_kwargs: ClassVar[dict] = {}
     #: extra keyword arguments of ``from_pretrained`` / ``from_single_file``
@@ -70,7 +83,16 @@ class ModelFamily:
 
     def __init__(self, pipe):
         self.pipe = pipe
-        self.objective = DDPMObjective(pipe.scheduler.config)
+        self.objective = self.make_objective(pipe.scheduler.config)
+
+    @classmethod
+    def make_objective(cls, scheduler_config: dict):
+        """The training objective for a noise schedule (DDPM: epsilon or v, from the config)."""
+        return DDPMObjective(scheduler_config)
+
+    def configure(self, config) -> None:
+        """Apply the family's training options of a ``TrainConfig`` (flow families: timestep
+        sampling, loss weighting, distilled guidance). Nothing for DDPM families."""
 
     @classmethod
     def load(cls, base: str, base_config: str | None = None, allow_pickle: bool = False,
@@ -82,7 +104,8 @@ class ModelFamily:
                       dtype: torch.dtype = torch.float32):
         """The family's pipeline from a folder, a single file or a hub id."""
         pipe = load_base_pipeline(base, dtype, base_config, allow_pickle, family=cls)
-        needed = [cls.denoiser_name, "vae"] + [n for s in cls.text_encoder_slots for n in (s.name, s.tokenizer)]
+        needed = [cls.denoiser_name, "vae"] + [n for s in cls.text_encoder_slots if not s.optional
+                                               for n in (s.name, s.tokenizer)]
         missing = [name for name in needed if getattr(pipe, name, None) is None]
         if missing:
             raise UserError(f"{base}: has no {', '.join(missing)}, so it is not a {cls.name} model; "
@@ -97,7 +120,7 @@ class ModelFamily:
     def set_scheduler(self, **overrides) -> None:
         """Change the noise schedule for training, samples and saving."""
         self.reschedule(self.pipe, **overrides)
-        self.objective = DDPMObjective(self.pipe.scheduler.config)
+        self.objective = self.make_objective(self.pipe.scheduler.config)
 
     # ---- components ----------------------------------------------------------------------
     @property
@@ -108,9 +131,24 @@ class ModelFamily:
     def vae(self) -> torch.nn.Module:
         return self.pipe.vae
 
+    @classmethod
+    def tunable_slots(cls) -> tuple[TextEncoderSlot, ...]:
+        return tuple(s for s in cls.text_encoder_slots if s.tunable)
+
     def text_encoders(self) -> list[TextEncoder]:
+        """The encoders methods may train or extend with new tokens (CLIP; never T5)."""
         return [TextEncoder(s, getattr(self.pipe, s.tokenizer), getattr(self.pipe, s.name))
-                for s in self.text_encoder_slots]
+                for s in self.tunable_slots()]
+
+    def frozen_text_encoders(self) -> list[torch.nn.Module]:
+        """Encoders that only ever encode (T5): present ones, for caching and unloading."""
+        return [m for s in self.text_encoder_slots if not s.tunable
+                if (m := getattr(self.pipe, s.name, None)) is not None]
+
+    @classmethod
+    def learns_tokens(cls) -> bool:
+        """Whether learned embeddings (TI, pivotal) can be loaded into this family's pipelines."""
+        return hasattr(cls.pipeline_class, "load_textual_inversion")
 
     def trainable_components(self, with_text_encoders: bool) -> dict[str, torch.nn.Module]:
         """Component name -> module: the denoiser, and the text encoders when asked."""
@@ -119,8 +157,15 @@ class ModelFamily:
             parts |= {t.name: t.encoder for t in self.text_encoders()}
         return parts
 
+    def unload_frozen_text_encoders(self) -> None:
+        """Drop the encoders that never train (T5) from the model, once their outputs are cached
+        (``training/text_cache.py``); encoding a new prompt afterwards is an error."""
+        for slot in self.text_encoder_slots:
+            if not slot.tunable:
+                setattr(self.pipe, slot.name, None)
+
     def modules(self) -> list[torch.nn.Module]:
-        return [self.denoiser, self.vae] + [t.encoder for t in self.text_encoders()]
+        return [self.denoiser, self.vae] + [t.encoder for t in self.text_encoders()] + self.frozen_text_encoders()
 
     def to(self, device) -> None:
         for module in self.modules():
@@ -137,7 +182,7 @@ class ModelFamily:
 
     @property
     def native_resolution(self) -> int:
-        """The pixel size the denoiser was built for (64 for the toy base, 512 for SD1.5, 1024 for SDXL)."""
+        """The pixel size the denoiser was built for (64 for the toy base, 512 for SD1.5, 1024 for SDXL / SD3 / FLUX.1)."""
         return int(self.denoiser.config.sample_size) * self.vae_scale_factor
 
     # ---- encoding ------------------------------------------------------------------------
@@ -151,10 +196,11 @@ class ModelFamily:
 
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Pixels in [-1, 1] -> scaled latents (the distribution's mean, for reproducible caches)."""
+        """Pixels in [-1, 1] -> shifted and scaled latents (the distribution's mean, for reproducible caches)."""
         vae_dtype = next(self.vae.parameters()).dtype
         dist = self.vae.encode(pixels.to(self.vae.device, vae_dtype)).latent_dist
-        return dist.mean.float() * self.vae.config.scaling_factor
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0  # SD3 / FLUX VAEs have one
+        return (dist.mean.float() - shift) * self.vae.config.scaling_factor
 
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning,
                 meta: torch.Tensor | None = None) -> torch.Tensor:
@@ -204,24 +250,25 @@ class ModelFamily:
 
         One encoder: ``{token: [n, dim]}`` (diffusers' format). Several: ``{"clip_l": ..., "clip_g": ...}``
         (the A1111 / ComfyUI format; the token is in ``run.json``)."""
-        if len(self.text_encoder_slots) == 1:
+        if len(self.tunable_slots()) == 1:
             return {token: next(iter(vectors.values()))}
-        return {s.embedding_key: vectors[s.name] for s in self.text_encoder_slots}
+        return {s.embedding_key: vectors[s.name] for s in self.tunable_slots()}
 
     @classmethod
     def add_embeddings(cls, pipe, source: Path | dict, tokens: list[str] | None = None) -> list[str]:
         """Load learned embeddings (a file, or its tensors) into ``pipe``'s tokenizers and text encoders."""
         path = source if isinstance(source, (str, Path)) else "embeddings"
         state = load_file(str(source)) if isinstance(source, (str, Path)) else source
-        keys = {s.embedding_key for s in cls.text_encoder_slots}
-        if len(cls.text_encoder_slots) > 1 and keys <= set(state):
+        slots = cls.tunable_slots()
+        keys = {s.embedding_key for s in slots}
+        if len(slots) > 1 and keys <= set(state):
             token = (tokens or [Path(path).stem])[0]
-            for s in cls.text_encoder_slots:
+            for s in slots:
                 vectors = state[s.embedding_key]
                 pipe.load_textual_inversion(vectors if vectors.ndim == 2 else vectors[None], token=token,
                                             text_encoder=getattr(pipe, s.name), tokenizer=getattr(pipe, s.tokenizer))
             return [token]
-        if len(cls.text_encoder_slots) > 1:
+        if len(slots) > 1:
             raise UserError(f"{path}: embeddings for a {cls.name} model need the keys {sorted(keys)}; give a file trained on this family")
         for token, tensor in state.items():
             pipe.load_textual_inversion({token: tensor if tensor.ndim == 2 else tensor[None]}, token=token)

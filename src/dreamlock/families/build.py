@@ -1,9 +1,9 @@
-"""Build randomly initialised SD / SDXL-architecture pipelines from a small spec, offline.
+"""Build randomly initialised SD / SDXL / SD3 / FLUX.1-architecture pipelines from a small spec, offline.
 
 Used by the tests (tiny pipelines that prove plumbing) and by the toy world (the CPU-sized base
 model that dreamlock pretrains itself). The results are real ``StableDiffusionPipeline`` /
-``StableDiffusionXLPipeline`` objects: the same loading, training and export code paths run on
-them as on Stable Diffusion 1.x/2.x and SDXL.
+``StableDiffusionXLPipeline`` / ``StableDiffusion3Pipeline`` / ``FluxPipeline`` objects: the same
+loading, training and export code paths run on them as on the real models.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 import torch
-from diffusers import (AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline,
-                       UNet2DConditionModel)
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from diffusers import (AutoencoderKL, DDPMScheduler, FlowMatchEulerDiscreteScheduler, FluxPipeline,
+                       FluxTransformer2DModel, SD3Transformer2DModel, StableDiffusion3Pipeline, StableDiffusionPipeline,
+                       StableDiffusionXLPipeline, UNet2DConditionModel)
+from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5Config,
+                          T5EncoderModel, T5TokenizerFast)
 
 from dreamlock.config import StrictModel
-from dreamlock.families.tokenizer import build_clip_tokenizer
+from dreamlock.families.tokenizer import build_clip_tokenizer, build_t5_tokenizer
 
 
 class SDArch(StrictModel):
@@ -163,7 +165,99 @@ def load_vae(folder: Path) -> AutoencoderKL:
     return AutoencoderKL.from_pretrained(folder)
 
 
-BUILDERS = {"sd": build_sd_pipeline, "sdxl": build_sdxl_pipeline}
+class FlowArch(StrictModel):
+    """Sizes of a small SD3 / FLUX.1-architecture model (16-channel latents, as in both)."""
+
+    sample_size: int = 32  # pixels
+    vae_channels: list[int] = [8, 16]
+    latent_channels: int = 16
+    layers: int = 1  # SD3 joint blocks / FLUX double-stream blocks
+    single_layers: int = 1  # FLUX single-stream blocks
+    heads: int = 2
+    head_dim: int = 8
+    text_hidden: int = 32  # CLIP ViT-L-like
+    text_hidden_2: int = 48  # SD3's CLIP bigG-like
+    t5_hidden: int = 96  # wider than both CLIPs joined, as T5-XXL (4096) is wider than SD3's CLIPs (2048)
+    text_layers: int = 2
+    text_heads: int = 2
+    max_length: int = 16
+    guidance_embeds: bool = True  # FLUX.1-dev (False: schnell)
+    scaling_factor: float = 1.5305  # SD3's VAE (FLUX.1: 0.3611)
+    shift_factor: float = 0.0609  # SD3's VAE (FLUX.1: 0.1159)
+
+
+def _flow_vae(arch: FlowArch) -> AutoencoderKL:
+    n = len(arch.vae_channels)
+    return AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(arch.vae_channels), latent_channels=arch.latent_channels,
+        norm_num_groups=4, sample_size=arch.sample_size, scaling_factor=arch.scaling_factor,
+        shift_factor=arch.shift_factor, use_quant_conv=False, use_post_quant_conv=False,
+    )
+
+
+def _clip(arch: FlowArch, tokenizer: CLIPTokenizer, hidden: int, projection: bool) -> CLIPTextModel:
+    return _text_encoder(SDArch(text_hidden=hidden, text_hidden_2=hidden, text_layers=arch.text_layers,
+                                text_heads=arch.text_heads, max_length=arch.max_length, text_act="gelu"),
+                         tokenizer, projection)
+
+
+def _t5(arch: FlowArch, tokenizer) -> T5EncoderModel:
+    config = T5Config(vocab_size=len(tokenizer), d_model=arch.t5_hidden, d_kv=arch.t5_hidden // 4,
+                      d_ff=arch.t5_hidden * 2, num_layers=1, num_heads=4, relative_attention_num_buckets=8,
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id)
+    return T5EncoderModel(config)
+
+
+def _flow_tokenizers(arch: FlowArch, words: Iterable[str], tokenizer_dir: Path):
+    clip = CLIPTokenizer.from_pretrained(build_clip_tokenizer(words, tokenizer_dir / "clip", arch.max_length))
+    t5 = T5TokenizerFast.from_pretrained(build_t5_tokenizer(words, tokenizer_dir / "t5", 512))
+    return clip, t5
+
+
+def build_sd3_pipeline(arch: FlowArch, words: Iterable[str], tokenizer_dir: Path, seed: int = 0) -> StableDiffusion3Pipeline:
+    """A randomly initialised ``StableDiffusion3Pipeline``: MMDiT, two CLIPs with projections, T5."""
+    torch.manual_seed(seed)
+    clip, t5_tokenizer = _flow_tokenizers(arch, words, Path(tokenizer_dir))
+    inner = arch.heads * arch.head_dim
+    transformer = SD3Transformer2DModel(
+        sample_size=arch.sample_size // 2 ** (len(arch.vae_channels) - 1), patch_size=2,
+        in_channels=arch.latent_channels, out_channels=arch.latent_channels, num_layers=arch.layers,
+        attention_head_dim=arch.head_dim, num_attention_heads=arch.heads, joint_attention_dim=arch.t5_hidden,
+        caption_projection_dim=inner, pooled_projection_dim=arch.text_hidden + arch.text_hidden_2,
+        pos_embed_max_size=64,
+    )
+    return StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=_flow_vae(arch),
+        text_encoder=_clip(arch, clip, arch.text_hidden, True), tokenizer=clip,
+        text_encoder_2=_clip(arch, clip, arch.text_hidden_2, True), tokenizer_2=clip,
+        text_encoder_3=_t5(arch, t5_tokenizer), tokenizer_3=t5_tokenizer,
+    )
+
+
+def build_flux_pipeline(arch: FlowArch, words: Iterable[str], tokenizer_dir: Path, seed: int = 0) -> FluxPipeline:
+    """A randomly initialised ``FluxPipeline``: double- and single-stream blocks, CLIP (pooled), T5."""
+    torch.manual_seed(seed)
+    clip, t5_tokenizer = _flow_tokenizers(arch, words, Path(tokenizer_dir))
+    rope = (arch.head_dim // 4, arch.head_dim // 4, arch.head_dim // 2)  # sums to the head size, as (16, 56, 56)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=arch.latent_channels * 4, num_layers=arch.layers,
+        num_single_layers=arch.single_layers, attention_head_dim=arch.head_dim, num_attention_heads=arch.heads,
+        joint_attention_dim=arch.t5_hidden, pooled_projection_dim=arch.text_hidden,
+        guidance_embeds=arch.guidance_embeds, axes_dims_rope=rope,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    return FluxPipeline(
+        transformer=transformer, scheduler=scheduler, vae=_flow_vae(arch),
+        text_encoder=_clip(arch, clip, arch.text_hidden, False), tokenizer=clip,
+        text_encoder_2=_t5(arch, t5_tokenizer), tokenizer_2=t5_tokenizer,
+    )
+
+
+BUILDERS = {"sd": build_sd_pipeline, "sdxl": build_sdxl_pipeline, "sd3": build_sd3_pipeline, "flux": build_flux_pipeline}
+ARCHS = {"sd": SDArch, "sdxl": SDArch, "sd3": FlowArch, "flux": FlowArch}
 
 TINY_WORDS = (
     "a photo of the on in with and dog cat star heart red green blue yellow beach snow forest "
@@ -171,9 +265,9 @@ TINY_WORDS = (
 ).split()
 
 
-def save_tiny_pipeline(out_dir: Path, arch: SDArch | None = None, seed: int = 0, family: str = "sd") -> Path:
+def save_tiny_pipeline(out_dir: Path, arch: SDArch | FlowArch | None = None, seed: int = 0, family: str = "sd") -> Path:
     """Build the tiny random test pipeline of ``family`` and save it as a diffusers folder (safetensors)."""
     out_dir = Path(out_dir)
-    pipe = BUILDERS[family](arch or SDArch(), TINY_WORDS, out_dir.parent / f".{out_dir.name}-tokenizer", seed)
+    pipe = BUILDERS[family](arch or ARCHS[family](), TINY_WORDS, out_dir.parent / f".{out_dir.name}-tokenizer", seed)
     pipe.save_pretrained(out_dir, safe_serialization=True)
     return out_dir

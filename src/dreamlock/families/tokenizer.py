@@ -69,3 +69,33 @@ def build_clip_tokenizer(words: Iterable[str], out_dir: Path, max_length: int = 
     special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
     (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
     return out_dir
+
+
+T5_SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2, as in T5
+SPACE = "\u2581"  # sentencepiece's word-start marker
+
+
+def build_t5_tokenizer(words: Iterable[str], out_dir: Path, max_length: int = 32) -> Path:
+    """Write a T5 tokenizer (``tokenizer.json``, a unigram model) to ``out_dir`` and return it.
+
+    Each word of ``words`` is one piece (``▁word``); single characters and ``▁`` cover any other
+    text. Like T5's, it ends every sequence with ``</s>`` and pads with ``<pad>`` (id 0)."""
+    from tokenizers import decoders, processors
+    from transformers import T5TokenizerFast
+
+    words = sorted({w.lower() for w in words if w.strip()})
+    chars = string.ascii_lowercase + string.ascii_uppercase + string.digits + string.punctuation
+    pieces = ([(s, 0.0) for s in T5_SPECIALS] + [(SPACE + w, -1.0) for w in words] + [(SPACE, -2.0)]
+              + [(c, -3.0) for c in chars])
+    tok = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", 1)])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out_dir / "tokenizer.json"))
+    fast = T5TokenizerFast(tokenizer_file=str(out_dir / "tokenizer.json"), extra_ids=0, model_max_length=max_length,
+                           pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(out_dir)
+    return out_dir

@@ -26,6 +26,7 @@ from dreamlock.training.loop import Trainer
 from dreamlock.training.precision import choose_precision
 from dreamlock.training.prior import class_images
 from dreamlock.training.selection import make_selector
+from dreamlock.training.text_cache import cache_and_unload
 from dreamlock.training.validate import validate_config
 
 
@@ -70,13 +71,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def with_model_guidance(config: TrainConfig) -> TrainConfig:
-    """Unset guidance fields take the base model's recommendation (``dreamlock.json``), else 7.5."""
+def with_model_guidance(config: TrainConfig, adapter: ModelFamily) -> TrainConfig:
+    """Unset guidance fields take the base model's recommendation (``dreamlock.json``), else its family's."""
     unset = [k for k in ("class_generation_guidance", "validation_guidance") if getattr(config, k) is None]
     if not unset:
         return config
     recommended = model_guidance(config.base)
-    value = recommended if recommended is not None else 7.5
+    value = recommended if recommended is not None else adapter.default_guidance
     return config.model_copy(update={k: value for k in unset})
 
 
@@ -93,6 +94,7 @@ def load_adapter(config: TrainConfig) -> ModelFamily:
             raise UserError(f"zero_terminal_snr needs a v-prediction model (such as SD 2.x 768-v); {config.base} "
                             f"predicts {adapter.objective.prediction_type}; leave zero_terminal_snr off for it")
         adapter.set_scheduler(**scheduler_overrides(config))
+    adapter.configure(config)
     return adapter
 
 
@@ -104,12 +106,11 @@ def with_model_defaults(config: TrainConfig, adapter: ModelFamily) -> TrainConfi
 def prepare_trainer(config: TrainConfig) -> Trainer:
     """Everything up to the first step: checks, model, method, data, optimizer (and resume)."""
     validate_config(config)
-    config = with_model_guidance(config)  # before config.toml is written: it records the values used
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
     adapter = load_adapter(config)
-    config = with_model_defaults(config, adapter)
+    config = with_model_defaults(with_model_guidance(config, adapter), adapter)  # before config.toml records them
     run_dir = Path(config.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.toml")
@@ -118,6 +119,7 @@ def prepare_trainer(config: TrainConfig) -> Trainer:
     data = build_data(config, adapter)
     method = build_method(config.method, adapter, config)
     prompts = PromptEncoder(adapter, cache=not method.trains_text_encoder)
+    prompts.frozen = cache_and_unload(prompts, data, method, config, run_dir)
     trainer = Trainer(config, adapter, method, data, prompts, run_dir, accelerator)
     if config.select_best or config.early_stop_patience:
         trainer.selector = make_selector(trainer)

@@ -38,7 +38,7 @@ class TrainConfig(StrictModel):
     class_data_dir: Path | None = None
     class_cache_dir: Path | None = None  # default: ~/.cache/dreamlock/class_images
     class_generation_steps: int = Field(25, ge=1)
-    class_generation_guidance: float | None = None  # default: the base model's (dreamlock.json), else 7.5
+    class_generation_guidance: float | None = None  # default: the base model's (dreamlock.json), else its family's
     sample_batch_size: int = Field(4, ge=1)
     # optimisation
     resolution: int | None = Field(None, ge=8)  # default: the base model's native size
@@ -60,7 +60,13 @@ class TrainConfig(StrictModel):
     use_8bit_adam: bool = False
     mixed_precision: Precision = "auto"
     gradient_checkpointing: bool = False
-    snr_gamma: float | None = None  # min-SNR weighting (5.0 is the paper's value)
+    snr_gamma: float | None = None  # min-SNR weighting (5.0 is the paper's value); DDPM families
+    # flow-matching families (SD3, FLUX.1), as in diffusers' scripts: timestep density / loss weighting
+    weighting_scheme: Literal["none", "logit_normal", "mode", "sigma_sqrt", "cosmap"] | None = None  # default: the family's
+    logit_mean: float = 0.0
+    logit_std: float = Field(1.0, gt=0)
+    mode_scale: float = 1.29
+    guidance_scale: float | None = Field(None, gt=0)  # FLUX.1-dev: the distilled guidance input while training (3.5)
     zero_terminal_snr: bool = False  # rescale the noise schedule to zero terminal SNR (v-prediction models)
     noise_offset: float = Field(0.0, ge=0)
     random_flip: bool = False
@@ -93,7 +99,7 @@ class TrainConfig(StrictModel):
     validation_steps: int | None = Field(None, ge=1)
     num_validation_images: int = Field(4, ge=1)
     validation_inference_steps: int = Field(20, ge=1)
-    validation_guidance: float | None = None  # default: the base model's (dreamlock.json), else 7.5
+    validation_guidance: float | None = None  # default: the base model's (dreamlock.json), else its family's
     logging_steps: int = Field(10, ge=1)
     num_threads: int | None = None  # CPU threads; default: torch's choice
 

@@ -52,11 +52,16 @@ class PromptEncoder:
     def __init__(self, adapter: ModelFamily, cache: bool):
         self.adapter = adapter
         self.cache: dict[str, Conditioning] | None = {} if cache else None
+        self.frozen = False  # set once the frozen encoders are gone: no new prompt can be encoded
 
     def __call__(self, prompts: list[str]) -> Conditioning:
         if self.cache is None:
             return self.adapter.encode_text(prompts)
         missing = sorted({p for p in prompts if p not in self.cache})
+        if missing and self.frozen:
+            from dreamlock.errors import WorkError
+
+            raise WorkError(f"prompt {missing[0]!r} was not cached before the text encoders were unloaded")
         if missing:
             with torch.no_grad():
                 for start in range(0, len(missing), 256):

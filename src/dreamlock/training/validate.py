@@ -66,8 +66,29 @@ def check_method(config: TrainConfig) -> None:
         raise UserError(f"use_ema is for method {' / '.join(ema)}, not {config.method}")
 
 
+def check_family(config: TrainConfig) -> None:
+    """Keys and methods against the base model's family (read from its ``model_index.json``)."""
+    from dreamlock.families import detect_family, get_family
+
+    name = config.family or detect_family(config.base, config.base_config)
+    family = get_family(name)
+    if get_method(config.method).learns_token and not family.learns_tokens():
+        raise UserError(f"method {config.method} learns a token, and diffusers' {family.pipeline_class.__name__} "
+                        f"cannot load learned tokens; use --method lora or full for {name} models")
+    flow = family.objective_kind == "flow"
+    if flow and config.snr_gamma:
+        raise UserError(f"snr_gamma is for DDPM models; {name} trains by flow matching: use weighting_scheme instead")
+    if not flow and config.weighting_scheme is not None:
+        raise UserError(f"weighting_scheme is for flow-matching models (SD3, FLUX.1); {name} trains by DDPM: "
+                        "leave it out (snr_gamma weights DDPM losses)")
+    if config.guidance_scale is not None and not family.trains_with_guidance:
+        raise UserError(f"guidance_scale is the distilled guidance of FLUX.1-dev; {name} models have none: leave it out "
+                        "(validation_guidance sets the sampling guidance)")
+
+
 def validate_config(config: TrainConfig) -> list[Path]:
     """All cheap checks; returns the instance images."""
     check_method(config)
+    check_family(config)
     check_paths(config)
     return check_data(config)

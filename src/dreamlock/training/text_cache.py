@@ -1,0 +1,105 @@
+"""Prompt embeddings cached on disk, and the frozen T5 freed once they are.
+
+T5-XXL (SD3, FLUX.1) is the largest part of those models after the transformer and never trains.
+When no text encoder trains, every prompt the loop will encode is known before the first step (the
+instance captions, the class prompt, the empty prompt of caption dropout): they are encoded once,
+kept in ``RUN/cache/text_embeddings.safetensors`` (a resumed run reads them back instead of running
+T5 again), and the frozen encoders are dropped from the model before training starts.
+
+They stay loaded when something later needs them: sample images or checkpoint selection during
+training (they generate from new prompts), or a method that saves the whole pipeline (``full``).
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from dreamlock.families.conditioning import Conditioning
+
+CACHE_FILE = Path("cache") / "text_embeddings.safetensors"
+
+
+def training_prompts(data, method, config) -> list[str]:
+    """Every prompt the loop can ask for: instance and class prompts as the method rewrites them, the
+    empty prompt when captions drop out, the class prompt of the prior-prediction mode."""
+    prompts = set()
+    for bucket in data.buckets:
+        for images in (bucket.instance, bucket.klass):
+            prompts |= set(images.prompts) if images is not None else set()
+    if config.caption_dropout > 0:
+        prompts.add("")
+    if config.with_prior_preservation and config.effective_class_prompt:
+        prompts.add(config.effective_class_prompt)
+    return sorted({method.rewrite_prompt(p) for p in prompts})
+
+
+def may_unload(config, method, adapter) -> bool:
+    """Whether the frozen encoders can go: nothing after this point encodes a new prompt with them."""
+    return bool(adapter.frozen_text_encoders()) and not (
+        method.trains_text_encoder or "pipeline" in method.produces or config.validation_prompt
+        or config.select_best or config.early_stop_patience)
+
+
+def _key(prompt: str) -> str:
+    return hashlib.sha1(prompt.encode()).hexdigest()[:16]
+
+
+def _identity(config) -> str:
+    return json.dumps({"base": str(config.base), "family": config.family}, sort_keys=True)
+
+
+def load_cache(path: Path, config) -> dict[str, Conditioning]:
+    """The cached embeddings of this base model, or nothing (missing, other base, unreadable)."""
+    if not path.is_file():
+        return {}
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("identity") != _identity(config):
+                return {}
+            out, names = {}, set(f.keys())
+            for prompt in json.loads(meta["prompts"]):
+                k = _key(prompt)
+                pooled = f.get_tensor(f"{k}.pooled") if f"{k}.pooled" in names else None
+                out[prompt] = Conditioning(f.get_tensor(f"{k}.embeds"), pooled)
+            return out
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def save_cache(path: Path, config, cache: dict[str, Conditioning]) -> None:
+    tensors = {}
+    for prompt, cond in cache.items():
+        tensors[f"{_key(prompt)}.embeds"] = cond.embeds.detach().cpu().contiguous()
+        if cond.pooled is not None:
+            tensors[f"{_key(prompt)}.pooled"] = cond.pooled.detach().cpu().contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_suffix(".tmp")
+    save_file(tensors, str(scratch), metadata={"identity": _identity(config), "prompts": json.dumps(sorted(cache))})
+    scratch.replace(path)
+
+
+def cache_and_unload(prompts, data, method, config, run_dir: Path) -> bool:
+    """Fill ``prompts`` (a caching ``PromptEncoder``) with every training prompt, from the run's
+    cache file where it has them, save the file, and drop the frozen text encoders. Returns whether
+    they were dropped."""
+    adapter = prompts.adapter
+    if prompts.cache is None or not may_unload(config, method, adapter):
+        return False
+    path = run_dir / CACHE_FILE
+    device = adapter.denoiser.device
+    prompts.cache.update({p: c.to(device) for p, c in load_cache(path, config).items()})
+    prompts(training_prompts(data, method, config))  # encodes what the file lacked
+    save_cache(path, config, prompts.cache)
+    adapter.unload_frozen_text_encoders()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return True
