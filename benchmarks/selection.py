@@ -34,7 +34,8 @@ KEYS = ("subject_fidelity", "subject_fidelity_rel", "prompt_fidelity", "class_dr
         "reference_self_similarity")
 
 
-def run_one(work: Path, subject: str, prior: bool, factor: float, every: int, seeds: int) -> dict:
+def run_one(work: Path, subject: str, prior: bool, factor: float, every: int, seeds: int,
+            selection_seeds: int = 4) -> dict:
     spec = builtin_subject(subject)
     refs = work / subject / "refs"
     if not refs.exists():
@@ -42,7 +43,8 @@ def run_one(work: Path, subject: str, prior: bool, factor: float, every: int, se
     run = work / subject / ("prior" if prior else "no-prior")
     steps = int(RECIPES["lora"]["max_train_steps"] * factor)
     cfg = demo_train_config(refs, run, spec.class_word, "lora", steps, False, work / "class-cache")
-    cfg.update(validation_prompt=[], with_prior_preservation=prior, checkpointing_steps=every, select_best=True)
+    cfg.update(validation_prompt=[], with_prior_preservation=prior, checkpointing_steps=every, select_best=True,
+               selection_seeds=selection_seeds)
     started = time.time()
     if not (run / "run.json").exists():
         train(cfg)
@@ -77,7 +79,8 @@ def main() -> None:
     p.add_argument("--prior", choices=["with", "without", "both"], default="both")
     p.add_argument("--factor", type=float, default=3.0, help="times the recipe's steps")
     p.add_argument("--every", type=int, default=300)
-    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--seeds", type=int, default=8, help="evaluate's seeds per prompt (hindsight)")
+    p.add_argument("--selection-seeds", type=int, default=4, help="the selection's own seeds per prompt")
     p.add_argument("--work", type=Path, default=Path("runs/selection"))
     p.add_argument("--out", type=Path, default=HERE / "selection.json")
     args = p.parse_args()
@@ -85,12 +88,13 @@ def main() -> None:
     results = []
     for subject in args.subjects:
         for prior in priors:
-            results.append(run_one(args.work, subject, prior, args.factor, args.every, args.seeds))
+            results.append(run_one(args.work, subject, prior, args.factor, args.every, args.seeds, args.selection_seeds))
             r = results[-1]
             print(f"{subject} prior={prior}: chosen {r['chosen']}, last {r['last']}, best in hindsight "
                   f"{r['best_in_hindsight']}, overhead {r['overhead']:.0%}", flush=True)
             args.out.write_text(json.dumps({"cpu_capability": torch.backends.cpu.get_cpu_capability(),
                                             "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
+                                            "selection_seeds": args.selection_seeds,
                                             "results": results}, indent=2))
 
 

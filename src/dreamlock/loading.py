@@ -29,18 +29,18 @@ def _quiet_transformers() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _load_folder(family, path: Path, dtype: torch.dtype):
+def _load_folder(family, path: Path, dtype: torch.dtype, skip: dict):
     if not (path / "model_index.json").is_file():
         raise UserError(f"{path}: not a diffusers model folder (no model_index.json); give a folder saved with save_pretrained")
     try:
-        return family.pipeline_class.from_pretrained(path, dtype=dtype, **family.load_kwargs)
+        return family.pipeline_class.from_pretrained(path, dtype=dtype, **family.load_kwargs, **skip)
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         found = json.loads((path / "model_index.json").read_text()).get("_class_name", "?")
         raise UserError(f"{path}: cannot load this {found} as a {family.name} model ({str(e).splitlines()[0][:120]}); "
                         "leave --family out to use the model's own family") from None
 
 
-def _load_single_file(family, path: Path, dtype: torch.dtype, config: str | None, allow_pickle: bool):
+def _load_single_file(family, path: Path, dtype: torch.dtype, config: str | None, allow_pickle: bool, skip: dict):
     if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
         raise UserError(
             f"{path}: pickled checkpoints can run arbitrary code; convert it to .safetensors or pass --allow-pickle if you trust it"
@@ -49,15 +49,15 @@ def _load_single_file(family, path: Path, dtype: torch.dtype, config: str | None
         raise UserError(f"{path}: a single-file model needs its config offline; pass --base-config DIR (a diffusers folder of the same architecture)")
     try:
         return family.pipeline_class.from_single_file(
-            str(path), config=str(config), dtype=dtype, local_files_only=True, **family.load_kwargs,
+            str(path), config=str(config), dtype=dtype, local_files_only=True, **family.load_kwargs, **skip,
         )
     except (OSError, ValueError, KeyError) as e:
         raise UserError(f"{path}: cannot load as a single-file {family.name} model ({str(e).splitlines()[0]})") from None
 
 
-def _load_hub(family, model_id: str, dtype: torch.dtype):
+def _load_hub(family, model_id: str, dtype: torch.dtype, skip: dict):
     try:
-        return family.pipeline_class.from_pretrained(model_id, dtype=dtype, **family.load_kwargs)
+        return family.pipeline_class.from_pretrained(model_id, dtype=dtype, **family.load_kwargs, **skip)
     except Exception as e:  # noqa: BLE001 - hub errors come in many types
         raise UserError(
             f"base model '{model_id}': not a local path and could not be loaded from the hub "
@@ -72,20 +72,23 @@ def load_base_pipeline(
     allow_pickle: bool = False,
     *,
     family,
+    without: tuple[str, ...] = (),
 ):
     """Load a pipeline from a local folder, a single file or a hub id. ``family`` is the adapter
-    class (``families.get_family(name)``): it names the pipeline class and its loading options."""
+    class (``families.get_family(name)``): it names the pipeline class and its loading options.
+    ``without``: components not to load at all (SD3's optional T5 and its tokenizer)."""
     _quiet_transformers()
+    skip = dict.fromkeys(without)
     path = Path(base).expanduser()
     if path.is_dir():
-        pipe = _load_folder(family, path, dtype)
+        pipe = _load_folder(family, path, dtype, skip)
     elif path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
-        pipe = _load_single_file(family, path, dtype, config, allow_pickle)
+        pipe = _load_single_file(family, path, dtype, config, allow_pickle, skip)
     elif path.exists():
         raise UserError(f"{path}: not a model folder or a .safetensors file")
     elif str(base).startswith((".", "/", "~")) or os.sep in str(base) and str(base).count("/") > 1:
         raise UserError(f"base model not found: {base} (give a diffusers folder, a .safetensors file or a hub id)")
     else:
-        pipe = _load_hub(family, str(base), dtype)
+        pipe = _load_hub(family, str(base), dtype, skip)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -21,7 +21,8 @@ def load_run_pipeline(run_dir: Path, lora_scale: float = 1.0, dtype: torch.dtype
     info = read_run(run_dir)
     family = get_family(info.family)
     final = final_dir(run_dir)
-    pipe = family.load_pipeline(final / PIPELINE_DIR if info.has_pipeline else info.base, dtype=dtype)
+    pipe = family.load_pipeline(final / PIPELINE_DIR if info.has_pipeline else info.base, dtype=dtype,
+                                without=tuple(info.without))
     if info.scheduler:  # e.g. zero terminal SNR: the run samples with the schedule it trained with
         family.reschedule(pipe, **info.scheduler)
     if info.has_embeddings:

@@ -48,6 +48,7 @@ class RunInfo(StrictModel):
     step: int = 0
     resolution: int = 512
     scheduler: dict[str, bool | int | float | str] = {}  # noise-schedule settings the run trained with
+    without: list[str] = []  # optional components the run trained (and samples) without: SD3's T5
 
     @property
     def products(self) -> list[str]:

@@ -233,3 +233,21 @@ def test_flux_pivotal_learns_a_clip_token_and_exports_it(flow_runs, tmp_path):
     want = _image(run_pipe, "a photo of <sks> dog")
     assert np.abs(want - plain).max() > 1e-3
     assert np.abs(_image(pipe, "a photo of <sks> dog") - want).max() <= 1e-4
+
+
+def test_sd3_trains_and_samples_without_t5_when_asked(tiny_bases, tmp_path, images_writer):
+    from dreamlock.generation import load_generator
+    from dreamlock.runs import read_run
+    from dreamlock.training.api import prepare_trainer
+
+    data = images_writer(tmp_path / "data", 2)
+    common = dict(base=str(tiny_bases["sd3"]), data=str(data), trigger="sks", class_word="dog", max_train_steps=1)
+    trainer = prepare_trainer(TrainConfig(output=str(tmp_path / "probe"), drop_t5=True, **common))
+    assert trainer.adapter.pipe.text_encoder_3 is None and trainer.adapter.pipe.tokenizer_3 is None
+    run = train(common | dict(output=str(tmp_path / "run"), drop_t5=True))
+    assert read_run(run).without == ["text_encoder_3", "tokenizer_3"]
+    generator = load_generator(run)
+    assert generator.pipe.text_encoder_3 is None  # samples as it trained: zeros in T5's place
+    assert generator.images(PROMPTS[0], [0], steps=2, guidance=1.0)[0].size == (32, 32)
+    with pytest.raises(UserError, match="drop_t5 is for SD3"):
+        check_family(TrainConfig(base=str(tiny_bases["flux"]), data=str(data), output=str(tmp_path / "r"), drop_t5=True))

@@ -96,14 +96,20 @@ class ModelFamily:
 
     @classmethod
     def load(cls, base: str, base_config: str | None = None, allow_pickle: bool = False,
-             dtype: torch.dtype = torch.float32) -> "ModelFamily":
-        return cls(cls.load_pipeline(base, base_config, allow_pickle, dtype))
+             dtype: torch.dtype = torch.float32, without: tuple[str, ...] = ()) -> "ModelFamily":
+        return cls(cls.load_pipeline(base, base_config, allow_pickle, dtype, without))
+
+    @classmethod
+    def optional_text_components(cls) -> tuple[str, ...]:
+        """The encoders (and their tokenizers) a model of the family works without (SD3's T5)."""
+        return tuple(n for s in cls.text_encoder_slots if s.optional for n in (s.name, s.tokenizer))
 
     @classmethod
     def load_pipeline(cls, base: str | Path, base_config: str | None = None, allow_pickle: bool = False,
-                      dtype: torch.dtype = torch.float32):
-        """The family's pipeline from a folder, a single file or a hub id."""
-        pipe = load_base_pipeline(base, dtype, base_config, allow_pickle, family=cls)
+                      dtype: torch.dtype = torch.float32, without: tuple[str, ...] = ()):
+        """The family's pipeline from a folder, a single file or a hub id; ``without``: optional
+        components left out (``optional_text_components``)."""
+        pipe = load_base_pipeline(base, dtype, base_config, allow_pickle, family=cls, without=tuple(without))
         needed = [cls.denoiser_name, "vae"] + [n for s in cls.text_encoder_slots if not s.optional
                                                for n in (s.name, s.tokenizer)]
         missing = [name for name in needed if getattr(pipe, name, None) is None]

@@ -87,8 +87,8 @@ def scheduler_overrides(config: TrainConfig) -> dict:
 
 def load_adapter(config: TrainConfig) -> ModelFamily:
     """The base model through its family's adapter, with the run's noise-schedule settings."""
-    family = config.family or detect_family(config.base, config.base_config)
-    adapter = get_family(family).load(config.base, config.base_config, config.allow_pickle)
+    family = get_family(config.family or detect_family(config.base, config.base_config))
+    adapter = family.load(config.base, config.base_config, config.allow_pickle, without=dropped(config, family))
     if config.zero_terminal_snr:
         if adapter.objective.prediction_type != "v_prediction":
             raise UserError(f"zero_terminal_snr needs a v-prediction model (such as SD 2.x 768-v); {config.base} "
@@ -96,6 +96,11 @@ def load_adapter(config: TrainConfig) -> ModelFamily:
         adapter.set_scheduler(**scheduler_overrides(config))
     adapter.configure(config)
     return adapter
+
+
+def dropped(config: TrainConfig, family) -> tuple[str, ...]:
+    """Components the run leaves out: SD3's T5 with ``drop_t5``."""
+    return family.optional_text_components() if config.drop_t5 else ()
 
 
 def with_model_defaults(config: TrainConfig, adapter: ModelFamily) -> TrainConfig:
@@ -144,7 +149,8 @@ def finish(trainer: Trainer) -> Path:
     tokens = trainer.method.save_final(out)
     info = RunInfo(method=config.method, produces=list(trainer.method.produces), family=config.family, base=_base_ref(config.base), trigger=config.trigger,
                    class_word=config.class_word, tokens=tokens, step=trainer.step, resolution=config.resolution,
-                   scheduler=scheduler_overrides(config))
+                   scheduler=scheduler_overrides(config),
+                   without=list(dropped(config, get_family(config.family))))
     write_run(trainer.run_dir, info)
     trainer.accelerator.end_training()
     return trainer.run_dir

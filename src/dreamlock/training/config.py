@@ -67,6 +67,7 @@ class TrainConfig(StrictModel):
     logit_std: float = Field(1.0, gt=0)
     mode_scale: float = 1.29
     guidance_scale: float | None = Field(None, gt=0)  # FLUX.1-dev: the distilled guidance input while training (3.5)
+    drop_t5: bool = False  # SD3: train and sample without T5 (less memory; zeros take its place in prompts)
     zero_terminal_snr: bool = False  # rescale the noise schedule to zero terminal SNR (v-prediction models)
     noise_offset: float = Field(0.0, ge=0)
     random_flip: bool = False

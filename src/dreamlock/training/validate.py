@@ -81,6 +81,9 @@ def check_family(config: TrainConfig) -> None:
     if not flow and config.weighting_scheme is not None:
         raise UserError(f"weighting_scheme is for flow-matching models (SD3, FLUX.1); {name} trains by DDPM: "
                         "leave it out (snr_gamma weights DDPM losses)")
+    if config.drop_t5 and not family.optional_text_components():
+        raise UserError(f"drop_t5 is for SD3, whose T5 is optional; {name} models need all their text encoders: "
+                        "leave drop_t5 out")
     if config.guidance_scale is not None and not family.trains_with_guidance:
         raise UserError(f"guidance_scale is the distilled guidance of FLUX.1-dev; {name} models have none: leave it out "
                         "(validation_guidance sets the sampling guidance)")
