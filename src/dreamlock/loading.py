@@ -40,6 +40,15 @@ def _load_folder(family, path: Path, dtype: torch.dtype, skip: dict):
                         "leave --family out to use the model's own family") from None
 
 
+def nf4_config(component: str, compute_dtype: torch.dtype):
+    """diffusers' pipeline quantization: ``component`` in bitsandbytes 4-bit NF4 (QLoRA's base)."""
+    from diffusers.quantizers import PipelineQuantizationConfig
+
+    kwargs = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": compute_dtype}
+    return PipelineQuantizationConfig(quant_backend="bitsandbytes_4bit", quant_kwargs=kwargs,
+                                      components_to_quantize=[component])
+
+
 def _load_single_file(family, path: Path, dtype: torch.dtype, config: str | None, allow_pickle: bool, skip: dict):
     if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
         raise UserError(
@@ -73,12 +82,16 @@ def load_base_pipeline(
     *,
     family,
     without: tuple[str, ...] = (),
+    quantize: str | None = None,
 ):
     """Load a pipeline from a local folder, a single file or a hub id. ``family`` is the adapter
     class (``families.get_family(name)``): it names the pipeline class and its loading options.
-    ``without``: components not to load at all (SD3's optional T5 and its tokenizer)."""
+    ``without``: components not to load at all (SD3's optional T5 and its tokenizer).
+    ``quantize="nf4"``: the denoiser in 4-bit NF4 through bitsandbytes (CUDA; folders and hub ids)."""
     _quiet_transformers()
     skip = dict.fromkeys(without)
+    if quantize is not None:
+        skip["quantization_config"] = nf4_config(family.denoiser_name, dtype)
     path = Path(base).expanduser()
     if path.is_dir():
         pipe = _load_folder(family, path, dtype, skip)

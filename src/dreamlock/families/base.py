@@ -96,8 +96,8 @@ class ModelFamily:
 
     @classmethod
     def load(cls, base: str, base_config: str | None = None, allow_pickle: bool = False,
-             dtype: torch.dtype = torch.float32, without: tuple[str, ...] = ()) -> "ModelFamily":
-        return cls(cls.load_pipeline(base, base_config, allow_pickle, dtype, without))
+             dtype: torch.dtype = torch.float32, without: tuple[str, ...] = (), quantize: str | None = None) -> "ModelFamily":
+        return cls(cls.load_pipeline(base, base_config, allow_pickle, dtype, without, quantize))
 
     @classmethod
     def optional_text_components(cls) -> tuple[str, ...]:
@@ -106,10 +106,11 @@ class ModelFamily:
 
     @classmethod
     def load_pipeline(cls, base: str | Path, base_config: str | None = None, allow_pickle: bool = False,
-                      dtype: torch.dtype = torch.float32, without: tuple[str, ...] = ()):
+                      dtype: torch.dtype = torch.float32, without: tuple[str, ...] = (), quantize: str | None = None):
         """The family's pipeline from a folder, a single file or a hub id; ``without``: optional
-        components left out (``optional_text_components``)."""
-        pipe = load_base_pipeline(base, dtype, base_config, allow_pickle, family=cls, without=tuple(without))
+        components left out (``optional_text_components``); ``quantize``: see ``load_base_pipeline``."""
+        pipe = load_base_pipeline(base, dtype, base_config, allow_pickle, family=cls, without=tuple(without),
+                                  quantize=quantize)
         needed = [cls.denoiser_name, "vae"] + [n for s in cls.text_encoder_slots if not s.optional
                                                for n in (s.name, s.tokenizer)]
         missing = [name for name in needed if getattr(pipe, name, None) is None]

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from diffusers.training_utils import cast_training_params
 
 from dreamlock.config import dump_config, validate
 from dreamlock.errors import UserError
@@ -15,7 +17,7 @@ from dreamlock.families.base import ModelFamily
 from dreamlock.families.objectives import ZERO_TERMINAL_SNR
 from dreamlock.model_defaults import model_guidance
 from dreamlock.families import detect_family, get_family
-from dreamlock.methods import build_method
+from dreamlock.methods import build_method, get_method
 from dreamlock.runs import RunInfo, final_dir, write_run
 from dreamlock.training import checkpoint as ckpt
 from dreamlock.training.config import TrainConfig
@@ -23,7 +25,7 @@ from dreamlock.training.buckets import bucket_step, image_meta, square_meta, tra
 from dreamlock.training.data import Bucket, PromptEncoder, TrainData, encode_set
 from dreamlock.training.dataset import instance_examples
 from dreamlock.training.loop import Trainer
-from dreamlock.training.precision import choose_precision
+from dreamlock.training.precision import choose_base_dtype, choose_precision
 from dreamlock.training.prior import class_images
 from dreamlock.training.selection import make_selector
 from dreamlock.training.text_cache import cache_and_unload
@@ -33,6 +35,8 @@ from dreamlock.training.validate import validate_config
 def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     precision = choose_precision(config.mixed_precision, device_type)
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
+        AcceleratorState._reset_state()  # one process, several runs (the Python API): each with its own precision
     return Accelerator(mixed_precision=precision, cpu=device_type == "cpu", log_with="tensorboard",
                        project_dir=str(run_dir / "logs"))
 
@@ -88,7 +92,10 @@ def scheduler_overrides(config: TrainConfig) -> dict:
 def load_adapter(config: TrainConfig) -> ModelFamily:
     """The base model through its family's adapter, with the run's noise-schedule settings."""
     family = get_family(config.family or detect_family(config.base, config.base_config))
-    adapter = family.load(config.base, config.base_config, config.allow_pickle, without=dropped(config, family))
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = choose_base_dtype(config.base_dtype, device_type, "pipeline" in get_method(config.method).produces)
+    adapter = family.load(config.base, config.base_config, config.allow_pickle, dtype=dtype,
+                          without=dropped(config, family), quantize=config.quantize_base)
     if config.zero_terminal_snr:
         if adapter.objective.prediction_type != "v_prediction":
             raise UserError(f"zero_terminal_snr needs a v-prediction model (such as SD 2.x 768-v); {config.base} "
@@ -123,6 +130,8 @@ def prepare_trainer(config: TrainConfig) -> Trainer:
     adapter.to(accelerator.device)
     data = build_data(config, adapter)
     method = build_method(config.method, adapter, config)
+    for module in method.trainable_modules():  # a half-precision base trains fp32 parameters
+        cast_training_params(module, torch.float32)
     prompts = PromptEncoder(adapter, cache=not method.trains_text_encoder)
     prompts.frozen = cache_and_unload(prompts, data, method, config, run_dir)
     trainer = Trainer(config, adapter, method, data, prompts, run_dir, accelerator)

@@ -10,7 +10,18 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from dreamlock.config import CONFIG_VERSION, StrictModel
+
 Precision = Literal["auto", "no", "fp16", "bf16"]
+
+#: Memory keys per card size, for LoRA-style runs (the frozen base in bf16, or 4-bit NF4 below 24 GB).
+#: Sourced anchor (diffusers' "(LoRA) Fine-Tuning FLUX.1-dev on Consumer Hardware", 2025-06-19,
+#: RTX 4090, 512x768): NF4 base + 8-bit Adam + gradient checkpointing + cached latents
+#: peaked at ~9 GB; the same LoRA on a bf16 base at ~26 GB. Not measured by dreamlock yet.
+MEMORY_PRESETS: dict[str, dict] = {
+    "12gb": {"quantize_base": "nf4", "use_8bit_adam": True, "gradient_checkpointing": True, "train_batch_size": 1},
+    "16gb": {"quantize_base": "nf4", "use_8bit_adam": True, "gradient_checkpointing": True},
+    "24gb": {"base_dtype": "bf16", "use_8bit_adam": True, "gradient_checkpointing": True},
+}
 
 
 class TrainConfig(StrictModel):
@@ -59,6 +70,11 @@ class TrainConfig(StrictModel):
     max_grad_norm: float = 1.0
     use_8bit_adam: bool = False
     mixed_precision: Precision = "auto"
+    # the frozen base's weights: auto = bf16 (fp16 without bf16) on CUDA unless the method trains the whole
+    # denoiser, fp32 on the CPU; trained parameters stay fp32 either way
+    base_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    quantize_base: Literal["nf4"] | None = None  # CUDA + bitsandbytes: the frozen denoiser in 4-bit NF4 (QLoRA)
+    memory_preset: Literal["12gb", "16gb", "24gb"] | None = None  # fills the memory keys you left unset (MEMORY_PRESETS)
     gradient_checkpointing: bool = False
     snr_gamma: float | None = None  # min-SNR weighting (5.0 is the paper's value); DDPM families
     # flow-matching families (SD3, FLUX.1), as in diffusers' scripts: timestep density / loss weighting
@@ -103,6 +119,14 @@ class TrainConfig(StrictModel):
     validation_guidance: float | None = None  # default: the base model's (dreamlock.json), else its family's
     logging_steps: int = Field(10, ge=1)
     num_threads: int | None = None  # CPU threads; default: torch's choice
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_memory_preset(cls, values):
+        """A ``memory_preset`` sets the memory keys the user did not set (explicit keys win)."""
+        if isinstance(values, dict) and values.get("memory_preset") in MEMORY_PRESETS:
+            return MEMORY_PRESETS[values["memory_preset"]] | values
+        return values
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "TrainConfig":

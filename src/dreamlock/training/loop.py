@@ -22,6 +22,7 @@ from dreamlock.methods.base import Method
 from dreamlock.training import checkpoint as ckpt
 from dreamlock.training.config import TrainConfig
 from dreamlock.training.data import PromptEncoder, TrainData
+from dreamlock.training.memory import check_gpu_memory, out_of_memory
 from dreamlock.training.dataset import step_generator
 from dreamlock.training.prior import per_sample_mse, prior_preservation_loss
 from dreamlock.training.sampling import save_samples
@@ -50,6 +51,7 @@ class Trainer:
         self.scheduler = get_scheduler(config.lr_scheduler, self.optimizer, num_warmup_steps=config.lr_warmup_steps,
                                        num_training_steps=config.max_train_steps)
         self.optimizer = accelerator.prepare(self.optimizer)
+        check_gpu_memory(self.params, config.use_8bit_adam, accelerator.device)
         self.ema = EMAModel(adapter.denoiser.parameters(), decay=config.ema_decay) if config.use_ema else None
         self.step = 0
         self.selector = None  # a training.selection.Selector when select_best / early_stop_patience is set
@@ -178,21 +180,28 @@ class Trainer:
         for m in self.method.trainable_modules():
             m.train()
         columns = [TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
-        with Progress(*columns, transient=False) as progress:
-            task = progress.add_task("train", total=c.max_train_steps, completed=self.step, loss=float("nan"))
-            if self.selector is not None and not self.selector.has(self.step) and self.step == 0:
-                self.selector.record(0)  # the base model: the reference for class drift
-            while (self.step < c.max_train_steps and not self.stopped_early
-                   and (stop_after is None or self.step < stop_after)):
-                logs = self.optimizer_step()
-                progress.update(task, completed=self.step, loss=logs["loss"])
-                if self.step % c.logging_steps == 0 or self.step == c.max_train_steps:
-                    self.accelerator.log(logs, step=self.step)
-                self._periodic()
-                if deadline is not None and time.monotonic() > deadline:
-                    break
+        try:
+            with Progress(*columns, transient=False) as progress:
+                self._steps(progress, deadline, stop_after)
+        except torch.OutOfMemoryError:
+            raise out_of_memory(self.step) from None
         for m in self.method.trainable_modules():
             m.eval()
+
+    def _steps(self, progress: Progress, deadline: float | None, stop_after: int | None) -> None:
+        c = self.config
+        task = progress.add_task("train", total=c.max_train_steps, completed=self.step, loss=float("nan"))
+        if self.selector is not None and not self.selector.has(self.step) and self.step == 0:
+            self.selector.record(0)  # the base model: the reference for class drift
+        while (self.step < c.max_train_steps and not self.stopped_early
+               and (stop_after is None or self.step < stop_after)):
+            logs = self.optimizer_step()
+            progress.update(task, completed=self.step, loss=logs["loss"])
+            if self.step % c.logging_steps == 0 or self.step == c.max_train_steps:
+                self.accelerator.log(logs, step=self.step)
+            self._periodic()
+            if deadline is not None and time.monotonic() > deadline:
+                break
 
     def use_ema_weights(self) -> None:
         if self.ema is not None:

@@ -19,6 +19,19 @@ def cpu_has_amx() -> bool:
     return "AMX" in torch.backends.cpu.get_cpu_capability().upper()
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def choose_base_dtype(requested: str, device_type: str, trains_base: bool) -> torch.dtype:
+    """The frozen base's weight dtype. "auto": on CUDA half precision (bf16 where supported) unless
+    the method trains the whole denoiser (its master weights stay fp32); on the CPU fp32."""
+    if requested != "auto":
+        return DTYPES[requested]
+    if device_type == "cuda" and not trains_base:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
 def choose_precision(requested: str, device_type: str) -> str:
     """Return accelerate's ``mixed_precision`` value: "no", "fp16" or "bf16"."""
     if requested == "auto":

@@ -89,9 +89,33 @@ def check_family(config: TrainConfig) -> None:
                         "(validation_guidance sets the sampling guidance)")
 
 
+def check_memory_options(config: TrainConfig) -> None:
+    """Precision and quantization keys against the method and the machine."""
+    import importlib.util
+
+    import torch
+
+    if config.base_dtype in ("bf16", "fp16") and config.mixed_precision == "no":
+        raise UserError(f"base_dtype='{config.base_dtype}' computes under autocast; set mixed_precision to 'auto' or "
+                        f"'{config.base_dtype}', or base_dtype='fp32'")
+    if config.quantize_base is None:
+        return
+    if "pipeline" in get_method(config.method).produces:
+        raise UserError(f"quantize_base keeps the base frozen in 4 bits, and method {config.method} trains its weights; "
+                        "use --method lora (QLoRA) or leave quantize_base out")
+    if not torch.cuda.is_available():
+        raise UserError("quantize_base='nf4' needs a CUDA GPU (bitsandbytes); leave it (and memory_preset) out on this machine")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError("quantize_base='nf4' needs bitsandbytes: pip install bitsandbytes")
+    if Path(config.base).suffix in (".safetensors", ".ckpt"):
+        raise UserError(f"quantize_base loads diffusers folders or hub ids; convert {config.base} to a folder first "
+                        "(dreamlock export --format diffusers)")
+
+
 def validate_config(config: TrainConfig) -> list[Path]:
     """All cheap checks; returns the instance images."""
     check_method(config)
     check_family(config)
+    check_memory_options(config)
     check_paths(config)
     return check_data(config)
