@@ -20,7 +20,7 @@ def train(
     allow_pickle: Optional[bool] = typer.Option(None, "--allow-pickle", help="allow a pickled .ckpt base (runs code!)"),
     data: Optional[Path] = typer.Option(None, help="folder of instance images (+ .txt captions)"),
     output: Optional[Path] = typer.Option(None, help="run folder to write"),
-    family: Optional[str] = typer.Option(None, help="model family (sd | sdxl); default: read from the base model"),
+    family: Optional[str] = typer.Option(None, help="model family (sd | sdxl | sd3 | flux); default: read from the base model"),
     method: Optional[str] = typer.Option(None, help="full | lora | ti | pivotal"),
     class_word: Optional[str] = typer.Option(None, help="the subject's class, e.g. dog"),
     trigger: Optional[str] = typer.Option(None, help="the identifier word, e.g. sks"),
@@ -31,6 +31,7 @@ def train(
     select_best: Optional[bool] = typer.Option(None, "--select-best", help="keep the checkpoint with the best measured "
                                                "likeness that has not drifted (selection.json / selection.md)"),
     early_stop_patience: Optional[int] = typer.Option(None, help="stop when the chosen checkpoint is N evaluations old"),
+    memory_preset: Optional[str] = typer.Option(None, help="12gb | 16gb | 24gb: memory settings for your GPU's size"),
 ) -> None:
     from dreamlock.config import load_config
     from dreamlock.training.api import train as train_api
@@ -41,6 +42,7 @@ def train(
         "family": family, "method": method, "class_word": class_word, "trigger": trigger,
         "with_prior_preservation": prior_preservation, "max_train_steps": steps, "resume": resume,
         "checkpointing_steps": checkpointing_steps, "select_best": select_best, "early_stop_patience": early_stop_patience,
+        "memory_preset": memory_preset,
     }
     flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
 
