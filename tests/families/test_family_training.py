@@ -40,8 +40,12 @@ def make(tiny_bases, family, tmp_path, images_writer):
 
 
 def _parts(adapter) -> dict[str, torch.nn.Module]:
+    """The model's parts still loaded (a run that caches its prompts and latents releases the text
+    encoders and the VAE before training: training/text_cache.py)."""
     frozen = {f"frozen_text_{i}": m for i, m in enumerate(adapter.frozen_text_encoders())}  # T5 (SD3, FLUX.1)
-    return {"denoiser": adapter.denoiser, "vae": adapter.vae} | {t.name: t.encoder for t in adapter.text_encoders()} | frozen
+    parts = {"denoiser": adapter.denoiser, "vae": adapter.pipe.vae} | frozen
+    parts |= {s.name: getattr(adapter.pipe, s.name) for s in adapter.tunable_slots()}
+    return {k: m for k, m in parts.items() if m is not None}
 
 
 def _train(config):
@@ -51,6 +55,7 @@ def _train(config):
     losses = [trainer.optimizer_step()["loss"] for _ in range(config.max_train_steps)]
     changed = {k: {n for n, p in m.named_parameters() if n in before[k] and not torch.equal(p, before[k][n])}
                for k, m in parts.items()}
+    changed |= {k: set() for k in ("vae", *(s.name for s in trainer.adapter.tunable_slots())) if k not in changed}
     return trainer, losses, changed, finish(trainer)
 
 

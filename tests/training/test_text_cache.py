@@ -1,6 +1,7 @@
-"""The frozen T5 of flow families is run once, cached on disk and dropped before training (tiny
-random FLUX.1 built from configs; plumbing): the cached run trains exactly like one that keeps T5,
-a resumed run reads the cache instead of running T5, and T5 stays when something later needs it."""
+"""Prompts are encoded once, cached on disk, and the text encoders (FLUX.1's T5 above all) and the
+VAE are dropped before training (tiny random FLUX.1 built from configs; plumbing): the cached run
+trains exactly like one that keeps them, a resumed run reads the cache instead of running T5, and
+they stay when something later needs them."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def make(tiny_bases, tmp_path, images_writer):
 
 def test_t5_is_cached_then_dropped_and_training_is_unchanged(make, tmp_path):
     cached = prepare_trainer(make())
-    assert cached.adapter.pipe.text_encoder_2 is None and cached.prompts.frozen
+    pipe = cached.adapter.pipe
+    assert pipe.text_encoder is None and pipe.text_encoder_2 is None and pipe.vae is None and cached.prompts.frozen
     stored = load_cache(tmp_path / "run" / CACHE_FILE, cached.config)
     assert {"", "a photo of sks dog", "a photo of a dog"} <= set(stored)
     # the same run with T5 kept (a validation prompt keeps it) takes the same steps
@@ -40,7 +42,7 @@ def test_t5_is_cached_then_dropped_and_training_is_unchanged(make, tmp_path):
     a, b = cached.method.trainable_state(), kept.method.trainable_state()
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
     finish(cached)
-    with pytest.raises(WorkError, match="not cached before the text encoders were unloaded"):
+    with pytest.raises(WorkError, match="not cached before the text encoders were released"):
         cached.prompts(["a new prompt"])
 
 

@@ -83,6 +83,7 @@ class ModelFamily:
 
     def __init__(self, pipe):
         self.pipe = pipe
+        self.vae_config = pipe.vae.config  # kept: the VAE itself may be released after latent caching
         self.objective = self.make_objective(pipe.scheduler.config)
 
     @classmethod
@@ -164,15 +165,16 @@ class ModelFamily:
             parts |= {t.name: t.encoder for t in self.text_encoders()}
         return parts
 
-    def unload_frozen_text_encoders(self) -> None:
-        """Drop the encoders that never train (T5) from the model, once their outputs are cached
-        (``training/text_cache.py``); encoding a new prompt afterwards is an error."""
-        for slot in self.text_encoder_slots:
-            if not slot.tunable:
-                setattr(self.pipe, slot.name, None)
+    def release(self, text_encoders: bool, vae: bool) -> None:
+        """Drop the text encoders and / or the VAE from the model once their outputs are cached
+        (``training/text_cache.py``); encoding a new prompt or image afterwards is an error."""
+        names = [s.name for s in self.text_encoder_slots] if text_encoders else []
+        for name in names + (["vae"] if vae else []):
+            setattr(self.pipe, name, None)
 
     def modules(self) -> list[torch.nn.Module]:
-        return [self.denoiser, self.vae] + [t.encoder for t in self.text_encoders()] + self.frozen_text_encoders()
+        texts = [m for s in self.text_encoder_slots if (m := getattr(self.pipe, s.name, None)) is not None]
+        return [m for m in [self.denoiser, self.pipe.vae] if m is not None] + texts
 
     def to(self, device) -> None:
         for module in self.modules():
@@ -180,7 +182,7 @@ class ModelFamily:
 
     @property
     def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return 2 ** (len(self.vae_config.block_out_channels) - 1)
 
     @property
     def size_multiple(self) -> int:
@@ -206,8 +208,8 @@ class ModelFamily:
         """Pixels in [-1, 1] -> shifted and scaled latents (the distribution's mean, for reproducible caches)."""
         vae_dtype = next(self.vae.parameters()).dtype
         dist = self.vae.encode(pixels.to(self.vae.device, vae_dtype)).latent_dist
-        shift = getattr(self.vae.config, "shift_factor", None) or 0.0  # SD3 / FLUX VAEs have one
-        return (dist.mean.float() - shift) * self.vae.config.scaling_factor
+        shift = getattr(self.vae_config, "shift_factor", None) or 0.0  # SD3 / FLUX VAEs have one
+        return (dist.mean.float() - shift) * self.vae_config.scaling_factor
 
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning,
                 meta: torch.Tensor | None = None) -> torch.Tensor:

@@ -44,7 +44,7 @@ class FluxAdapter(FlowFamily):
     @property
     def native_resolution(self) -> int:
         """The VAE's ``sample_size`` (1024 for FLUX.1); the transformer's config has no size."""
-        return int(getattr(self.vae.config, "sample_size", 1024))
+        return int(getattr(self.vae_config, "sample_size", 1024))
 
     def encode_text(self, prompts: list[str]) -> Conditioning:
         clip = self.text_encoders()[0]

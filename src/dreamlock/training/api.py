@@ -28,7 +28,8 @@ from dreamlock.training.loop import Trainer
 from dreamlock.training.precision import choose_base_dtype, choose_precision
 from dreamlock.training.prior import class_images
 from dreamlock.training.selection import make_selector
-from dreamlock.training.text_cache import cache_and_unload
+from dreamlock.training.text_cache import cache_and_release
+from dreamlock.training.timing import Phases
 from dreamlock.training.validate import validate_config
 
 
@@ -41,8 +42,9 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
                        project_dir=str(run_dir / "logs"))
 
 
-def build_data(config: TrainConfig, adapter) -> TrainData:
+def build_data(config: TrainConfig, adapter, phase: Phases | None = None) -> TrainData:
     """Instance latents per training size (aspect-ratio buckets), each with the class images fitted to it."""
+    phase = phase or Phases()
     examples = instance_examples(config.data, config.trigger, config.class_word, config.instance_prompt, config.use_captions)
     paths = [e.image for e in examples]
     step = bucket_step(adapter.size_multiple, config.resolution)
@@ -50,11 +52,19 @@ def build_data(config: TrainConfig, adapter) -> TrainData:
     meta = image_meta(paths, Path(config.data))
     class_paths = None
     if config.with_prior_preservation and config.prior_mode == "class_images":
-        class_paths = class_images(
-            adapter.sampling_pipeline, config.base, config.effective_class_prompt, config.num_class_images,
-            config.resolution, config.class_data_dir, config.class_cache_dir, config.sample_batch_size,
-            config.class_generation_steps, config.class_generation_guidance, config.seed,
-        )
+        with phase("class_images"):
+            class_paths = class_images(
+                adapter.sampling_pipeline, config.base, config.effective_class_prompt, config.num_class_images,
+                config.resolution, config.class_data_dir, config.class_cache_dir, config.sample_batch_size,
+                config.class_generation_steps, config.class_generation_guidance, config.seed,
+            )
+    with phase("latents"):
+        return TrainData(_encode_buckets(config, adapter, examples, sizes, meta, class_paths), config.train_batch_size,
+                         config.seed, config.caption_dropout)
+
+
+def _encode_buckets(config: TrainConfig, adapter, examples, sizes, meta, class_paths) -> list[Bucket]:
+    paths = [e.image for e in examples]
     buckets = []
     for size in sorted(set(sizes), key=lambda s: (s != (config.resolution,) * 2, s)):  # the square one first
         chosen = [i for i, s in enumerate(sizes) if s == size]
@@ -66,7 +76,7 @@ def build_data(config: TrainConfig, adapter) -> TrainData:
             klass = encode_set(adapter, class_paths, [config.effective_class_prompt] * len(class_paths), size,
                                config.random_flip, square_meta(len(class_paths), size), label="encoding class images")
         buckets.append(Bucket(instance, klass))
-    return TrainData(buckets, config.train_batch_size, config.seed, config.caption_dropout)
+    return buckets
 
 
 def seed_everything(seed: int) -> None:
@@ -117,24 +127,30 @@ def with_model_defaults(config: TrainConfig, adapter: ModelFamily) -> TrainConfi
 
 def prepare_trainer(config: TrainConfig) -> Trainer:
     """Everything up to the first step: checks, model, method, data, optimizer (and resume)."""
+    phase = Phases()
     validate_config(config)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
-    adapter = load_adapter(config)
+    with phase("load"):
+        adapter = load_adapter(config)
     config = with_model_defaults(with_model_guidance(config, adapter), adapter)  # before config.toml records them
     run_dir = Path(config.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.toml")
     accelerator = make_accelerator(config, run_dir)
-    adapter.to(accelerator.device)
-    data = build_data(config, adapter)
-    method = build_method(config.method, adapter, config)
-    for module in method.trainable_modules():  # a half-precision base trains fp32 parameters
-        cast_training_params(module, torch.float32)
-    prompts = PromptEncoder(adapter, cache=not method.trains_text_encoder)
-    prompts.frozen = cache_and_unload(prompts, data, method, config, run_dir)
+    with phase("load"):
+        adapter.to(accelerator.device)
+    data = build_data(config, adapter, phase)
+    with phase("method"):
+        method = build_method(config.method, adapter, config)
+        for module in method.trainable_modules():  # a half-precision base trains fp32 parameters
+            cast_training_params(module, torch.float32)
+    with phase("text_embeddings"):
+        prompts = PromptEncoder(adapter, cache=not method.trains_text_encoder)
+        prompts.frozen = cache_and_release(prompts, data, method, config, run_dir)
     trainer = Trainer(config, adapter, method, data, prompts, run_dir, accelerator)
+    trainer.startup = phase.seconds
     if config.select_best or config.early_stop_patience:
         trainer.selector = make_selector(trainer)
     if config.resume:

@@ -61,7 +61,7 @@ class PromptEncoder:
         if missing and self.frozen:
             from dreamlock.errors import WorkError
 
-            raise WorkError(f"prompt {missing[0]!r} was not cached before the text encoders were unloaded")
+            raise WorkError(f"prompt {missing[0]!r} was not cached before the text encoders were released")
         if missing:
             with torch.no_grad():
                 for start in range(0, len(missing), 256):

@@ -56,6 +56,7 @@ class Trainer:
         self.step = 0
         self.selector = None  # a training.selection.Selector when select_best / early_stop_patience is set
         self.stopped_early = False
+        self.startup: dict[str, float] = {}  # start-up seconds per phase (training/timing.py), set by prepare_trainer
 
     # ---- one step ------------------------------------------------------------------------
     def _noise(self, latents: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

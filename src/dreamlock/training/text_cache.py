@@ -1,10 +1,11 @@
-"""Prompt embeddings cached on disk, and the frozen T5 freed once they are.
+"""Prompt embeddings cached on disk, then the text encoders and the VAE freed.
 
-T5-XXL (SD3, FLUX.1) is the largest part of those models after the transformer and never trains.
 When no text encoder trains, every prompt the loop will encode is known before the first step (the
-instance captions, the class prompt, the empty prompt of caption dropout): they are encoded once,
-kept in ``RUN/cache/text_embeddings.safetensors`` (a resumed run reads them back instead of running
-T5 again), and the frozen encoders are dropped from the model before training starts.
+instance captions, the class prompt, the empty prompt of caption dropout): they are encoded once
+and kept in ``RUN/cache/text_embeddings.safetensors`` (a resumed run reads them back instead of
+running the encoders again). The images are already latents by then. So the text encoders (T5-XXL
+in SD3 / FLUX.1 is the largest part after the transformer) and the VAE are dropped from the model
+before training starts.
 
 They stay loaded when something later needs them: sample images or checkpoint selection during
 training (they generate from new prompts), or a method that saves the whole pipeline (``full``).
@@ -40,11 +41,11 @@ def training_prompts(data, method, config) -> list[str]:
     return sorted({method.rewrite_prompt(p) for p in prompts})
 
 
-def may_unload(config, method, adapter) -> bool:
-    """Whether the frozen encoders can go: nothing after this point encodes a new prompt with them."""
-    return bool(adapter.frozen_text_encoders()) and not (
-        method.trains_text_encoder or "pipeline" in method.produces or config.validation_prompt
-        or config.select_best or config.early_stop_patience)
+def may_release(config, method) -> bool:
+    """Whether the text encoders and the VAE can go: nothing after this point encodes a new prompt
+    or decodes an image."""
+    return not (method.trains_text_encoder or "pipeline" in method.produces or config.validation_prompt
+                or config.select_best or config.early_stop_patience)
 
 
 def _key(prompt: str) -> str:
@@ -86,19 +87,19 @@ def save_cache(path: Path, config, cache: dict[str, Conditioning]) -> None:
     scratch.replace(path)
 
 
-def cache_and_unload(prompts, data, method, config, run_dir: Path) -> bool:
+def cache_and_release(prompts, data, method, config, run_dir: Path) -> bool:
     """Fill ``prompts`` (a caching ``PromptEncoder``) with every training prompt, from the run's
-    cache file where it has them, save the file, and drop the frozen text encoders. Returns whether
-    they were dropped."""
+    cache file where it has them, save the file, and drop the text encoders and the VAE. Returns
+    whether they were dropped."""
     adapter = prompts.adapter
-    if prompts.cache is None or not may_unload(config, method, adapter):
+    if prompts.cache is None or not may_release(config, method):
         return False
     path = run_dir / CACHE_FILE
     device = adapter.denoiser.device
     prompts.cache.update({p: c.to(device) for p, c in load_cache(path, config).items()})
     prompts(training_prompts(data, method, config))  # encodes what the file lacked
     save_cache(path, config, prompts.cache)
-    adapter.unload_frozen_text_encoders()
+    adapter.release(text_encoders=True, vae=True)
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
