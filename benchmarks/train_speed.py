@@ -83,13 +83,35 @@ def instance_images(work: Path, n: int) -> Path:
     return folder
 
 
+def given_class_images(args, work: Path) -> Path | None:
+    """The class images both sides are given (None: both generate them)."""
+    if args.generate_class_images or not args.prior:
+        return None
+    if args.class_data:
+        return args.class_data
+    from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
+
+    folder = work / "class-given"
+    if not folder.exists():
+        write_reference_set(builtin_subject("stripy-star"), folder, n=args.prior)
+    return folder
+
+
 def train_config(args, model: Path, data: Path, out: Path, class_dir: Path) -> dict:
-    return dict(base=str(model), data=str(data), output=str(out), method="lora", rank=args.rank,
+    given = given_class_images(args, Path(args.work))
+    return dict(class_data_dir=str(given) if given else None, base=str(model), data=str(data), output=str(out),
+                method="lora", rank=args.rank,
                 learning_rate=1e-4, train_batch_size=args.batch, resolution=args.resolution,
                 max_train_steps=args.warmup + args.steps, trigger="sks", class_word="dog",
                 instance_prompt="a photo of sks dog", class_prompt="a photo of dog", use_captions=False,
                 with_prior_preservation=args.prior > 0, num_class_images=max(args.prior, 1),
-                class_cache_dir=str(class_dir), sample_batch_size=4, mixed_precision=args.precision, seed=0)
+                class_cache_dir=str(class_dir), sample_batch_size=4, mixed_precision=args.precision, seed=0,
+                **dict(_parse_set(item) for item in args.set))
+
+
+def _parse_set(item: str) -> tuple[str, object]:
+    key, _, value = item.partition("=")
+    return key, json.loads(value) if value in ("true", "false") or value.replace(".", "", 1).isdigit() else value
 
 
 # ---- in-process: start-up split, steady steps, bare steps --------------------------------------
@@ -266,7 +288,7 @@ def side_by_side(args, model: Path, data: Path, work: Path) -> dict:
     ours_dir = Path(tempfile.mkdtemp(dir=work, prefix="ours-"))
     config = train_config(args, model, data, ours_dir / "run", ours_dir / "class")
     config["max_train_steps"] = args.steps
-    (ours_dir / "train.toml").write_text(tomli_w.dumps(config))
+    (ours_dir / "train.toml").write_text(tomli_w.dumps({k: v for k, v in config.items() if v is not None}))
     ours = run_process([sys.executable, "-m", "dreamlock", "train", str(ours_dir / "train.toml")], env,
                        ours_dir / "log.txt")
     ref_dir = Path(tempfile.mkdtemp(dir=work, prefix="reference-"))
@@ -278,7 +300,8 @@ def side_by_side(args, model: Path, data: Path, work: Path) -> dict:
     ref_env = env
     cmd = [sys.executable, str(ref_dir / "launch.py"), str(args.reference_script), "--pretrained_model_name_or_path", str(model),
            "--instance_data_dir", str(data), "--instance_prompt", "a photo of sks dog", "--class_prompt",
-           "a photo of dog", "--class_data_dir", str(ref_dir / "class"), "--output_dir", str(ref_dir / "out"),
+           "a photo of dog", "--class_data_dir", str(given_class_images(args, work) or ref_dir / "class"),
+           "--output_dir", str(ref_dir / "out"),
            "--resolution", str(args.resolution), "--train_batch_size", str(args.batch), "--rank", str(args.rank),
            "--learning_rate", "1e-4", "--max_train_steps", str(args.steps), "--seed", "0",
            "--checkpointing_steps", "100000", "--mixed_precision", "no", "--report_to", "tensorboard"]
@@ -334,6 +357,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="steady steps measured")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--precision", default="auto", help="mixed_precision: auto | no | bf16 | fp16")
+    p.add_argument("--set", action="append", default=[], help="a training key for dreamlock's runs: --set channels_last=true")
+    p.add_argument("--class-data", type=Path, help="given class images for both sides (default: toy renders)")
+    p.add_argument("--generate-class-images", action="store_true", help="both sides generate the class images")
     p.add_argument("--reference-script", type=Path, help="your copy of diffusers' train_dreambooth_lora.py")
     p.add_argument("--skip-in-process", action="store_true")
     p.add_argument("--work", type=Path, default=Path("runs/train_speed"))
@@ -343,7 +369,7 @@ def main() -> None:
     model = model_folder(args.model, args.work)
     data = instance_images(args.work, 4)
     result = {"model": args.model, "resolution": args.resolution, "batch": args.batch, "rank": args.rank,
-              "prior": args.prior, "machine": machine(), "command": " ".join(sys.argv)}
+              "prior": args.prior, "class_images": "generated" if given_class_images(args, args.work) is None else "given", "machine": machine(), "command": " ".join(sys.argv)}
     if args.reference_script:
         result["side_by_side"] = side_by_side(args, model, data, args.work)  # first: cold caches for both
     if not args.skip_in_process:

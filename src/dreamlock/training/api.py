@@ -115,6 +115,14 @@ def load_adapter(config: TrainConfig) -> ModelFamily:
     return adapter
 
 
+def apply_speed_levers(config: TrainConfig, adapter: ModelFamily) -> None:
+    """The opt-in layout and compilation levers (the fused optimizer is chosen in ``make_optimizer``)."""
+    if config.channels_last:
+        adapter.denoiser.to(memory_format=torch.channels_last)
+    if config.compile_denoiser:
+        adapter.denoiser.compile()
+
+
 def dropped(config: TrainConfig, family) -> tuple[str, ...]:
     """Components the run leaves out: SD3's T5 with ``drop_t5``."""
     return family.optional_text_components() if config.drop_t5 else ()
@@ -146,6 +154,7 @@ def prepare_trainer(config: TrainConfig) -> Trainer:
         method = build_method(config.method, adapter, config)
         for module in method.trainable_modules():  # a half-precision base trains fp32 parameters
             cast_training_params(module, torch.float32)
+        apply_speed_levers(config, adapter)
     with phase("text_embeddings"):
         prompts = PromptEncoder(adapter, cache=not method.trains_text_encoder)
         prompts.frozen = cache_and_release(prompts, data, method, config, run_dir)
