@@ -9,9 +9,21 @@ stays fast and light.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
+
+
+class _NoTorchvisionNotice(logging.Filter):
+    """transformers says on import that an image processor "requires torchvision (not installed)";
+    dreamlock deliberately runs without torchvision and never uses those processors' torchvision path."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
 
 _API = {
     "prepare": "dreamlock.data.prepare:prepare",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from rich.progress import Progress
+from dreamlock.progress import progress
 
 from dreamlock.errors import UserError
 from dreamlock.grid import make_grid
@@ -100,8 +100,7 @@ def generate(run_or_model: str | Path, prompts: list[str] | str, n: int = 4, see
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     seeds = list(range(seed, seed + n))
-    with Progress(transient=True) as progress:
-        task = progress.add_task("generating", total=len(prompts) * n)
+    with progress("generating", len(prompts) * n) as bar:
         for i, prompt in enumerate(prompts):
             images = generator.images(prompt, seeds, steps, guidance, negative_prompt)
             for s, image in zip(seeds, images):
@@ -112,5 +111,5 @@ def generate(run_or_model: str | Path, prompts: list[str] | str, n: int = 4, see
                 path = out / f"{i:02d}-{_slug(generator.rewrite(prompt))}-grid.png"
                 make_grid(images).save(path)
                 written.append(path)
-            progress.advance(task, n)
+            bar.advance(n)
     return written

@@ -31,6 +31,8 @@ def test_cli_workflow(tmp_path, tiny_base):
     proc = dreamlock("train", str(config), "--data", str(tmp_path / "data"), "--output", str(tmp_path / "run"),
                      "--steps", "3", "--set", "rank=2", "--no-prior-preservation")
     assert proc.returncode == 0, proc.stderr
+    assert "train: 3/3 (100%) loss " in proc.stderr  # output is not a terminal: plain progress lines
+    assert "torchvision" not in proc.stderr + proc.stdout  # no library notices the user cannot act on
     resolved = (tmp_path / "run" / "config.toml").read_text()
     assert "rank = 2" in resolved and "max_train_steps = 3" in resolved
     proc = dreamlock("generate", str(tmp_path / "run"), "--prompt", "a photo of sks dog", "-n", "2", "--steps", "2",

@@ -270,12 +270,9 @@ def _with_progress(files: list[Path], show: bool) -> Iterator[Path]:
     if not show:
         yield from files
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from dreamlock.progress import track
 
-    columns = (TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        yield from bar.track(files, total=len(files))
+    yield from track(files, "preparing")
 
 
 def prepare(

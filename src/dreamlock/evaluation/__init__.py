@@ -21,7 +21,6 @@ from typing import Any, Protocol, Sequence
 
 import torch
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from dreamlock.data.imageio import is_image_name
 from dreamlock.errors import UserError, WorkError
@@ -31,6 +30,7 @@ from dreamlock.evaluation.prompts import (EvalPrompt, default_prompts, dreambenc
                                           with_alternatives)
 from dreamlock.evaluation.scorers import Scorer, get_scorer
 from dreamlock.model_defaults import TOY_WORLD
+from dreamlock.progress import track
 
 __all__ = ["choose_scorer", "evaluate", "evaluate_with", "load_reference_images"]
 
@@ -89,7 +89,7 @@ def _as_prompts(prompts: Sequence[str | EvalPrompt] | str | Path | None, trigger
 
 def _generate(source: ImageSource, prompts: list[EvalPrompt], seeds: list[int], steps: int, guidance: float, progress: bool) -> list[list[Image.Image]]:
     out = []
-    for p in tqdm(prompts, desc="generating", unit="prompt", disable=not progress):
+    for p in track(prompts, "generating", progress):
         images = list(source.images(p.text, seeds, steps, guidance))
         if len(images) != len(seeds):
             raise WorkError(f"generator returned {len(images)} images for {len(seeds)} seeds on prompt {p.text!r}")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import Progress
+from dreamlock.progress import progress
 
 from dreamlock.families import get_family
 from dreamlock.families.build import SDArch, build_sd_pipeline
@@ -71,13 +71,12 @@ def write_pretraining_data(folder: Path, n: int, seed: int, colourless: float = 
     """Render ``n`` captioned images; a fraction of captions omit the colour."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + 12345)
-    with Progress(transient=True) as progress:
-        task = progress.add_task("rendering pretraining data", total=n)
+    with progress("rendering pretraining data", n) as bar:
         for i, (image, _, labels) in enumerate(render_dataset(n, seed)):
             colour = None if rng.random() < colourless else labels["colour"]
             image.save(folder / f"{i:06d}.png", compress_level=1)
             (folder / f"{i:06d}.txt").write_text(caption_for(labels["class"], colour, labels["scene"]) + "\n")
-            progress.advance(task)
+            bar.advance()
     return folder
 
 
@@ -92,8 +91,7 @@ def train_vae(vae, steps: int, batch_size: int, lr: float, seed: int, device: st
     vae.to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
-    with Progress(transient=True) as progress:
-        task = progress.add_task("training VAE", total=steps)
+    with progress("training VAE", steps) as bar:
         for _ in range(steps):
             batch = pixels[torch.randint(0, len(pixels), (batch_size,), generator=gen)].to(device)
             dist = vae.encode(batch).latent_dist
@@ -102,7 +100,7 @@ def train_vae(vae, steps: int, batch_size: int, lr: float, seed: int, device: st
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            progress.advance(task)
+            bar.advance()
     return _vae_stats(vae, pixels[:1024].to(device))
 
 

@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import Progress
+from dreamlock.progress import progress
 
 from dreamlock.toyworld.render import random_labels, render, render_look
 from dreamlock.toyworld.subjects import make_subject
@@ -132,8 +132,7 @@ def refine_vae(vae, steps: int, seed: int = 0, batch_size: int = 32, lr: float =
     gen = torch.Generator().manual_seed(seed)
     n_plain = max(1, batch_size // 4)
     t0 = time.time()
-    with Progress(transient=True) as progress:
-        task = progress.add_task("refining the VAE", total=steps)
+    with progress("refining the VAE", steps) as bar:
         for step in range(1, steps + 1):
             idx = torch.randint(0, len(images), (batch_size,), generator=gen)
             pidx = torch.randint(0, len(plain), (n_plain,), generator=gen)
@@ -147,7 +146,7 @@ def refine_vae(vae, steps: int, seed: int = 0, batch_size: int = 32, lr: float =
             loss.backward()
             opt.step()
             sched.step()
-            progress.advance(task)
+            bar.advance()
             if log and (step % 250 == 0 or step == steps):
                 log(f"vae step {step}/{steps} loss={loss.item():.4f} anchor={anchor.item():.5f} ({time.time() - t0:.0f}s)")
     vae.eval()

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from rich.progress import Progress
 
 from dreamlock.families.base import ModelFamily
 from dreamlock.families.conditioning import Conditioning
+from dreamlock.progress import progress
 from dreamlock.training.dataset import batch_indices, load_pixels, to_model_range
 
 
@@ -35,14 +35,13 @@ def encode_set(adapter: ModelFamily, paths, prompts: list[str], size: int | tupl
     """Encode images at ``size`` to latents in chunks, with a progress bar."""
     pixels = load_pixels(paths, size)
     outs, flips = [], []
-    with Progress(transient=True) as progress:
-        task = progress.add_task(label, total=len(paths))
+    with progress(label, len(paths)) as bar:
         for start in range(0, len(paths), chunk):
             part = to_model_range(pixels[start:start + chunk])
             outs.append(adapter.encode_images(part).cpu())
             if flip:
                 flips.append(adapter.encode_images(part.flip(-1)).cpu())
-            progress.advance(task, len(part))
+            bar.advance(len(part))
     return ImageSet(torch.cat(outs), torch.cat(flips) if flip else None, list(prompts), meta)
 
 

@@ -14,11 +14,11 @@ import torch
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dreamlock.families.base import ModelFamily
 from dreamlock.families.conditioning import Conditioning
 from dreamlock.methods.base import Method
+from dreamlock.progress import Tracker, progress
 from dreamlock.training import checkpoint as ckpt
 from dreamlock.training.config import TrainConfig
 from dreamlock.training.data import PromptEncoder, TrainData
@@ -180,24 +180,22 @@ class Trainer:
         deadline = time.monotonic() + 60 * c.max_train_minutes if c.max_train_minutes else None
         for m in self.method.trainable_modules():
             m.train()
-        columns = [TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]
         try:
-            with Progress(*columns, transient=False) as progress:
-                self._steps(progress, deadline, stop_after)
+            with progress("train", c.max_train_steps, self.step, transient=False) as bar:
+                self._steps(bar, deadline, stop_after)
         except torch.OutOfMemoryError:
             raise out_of_memory(self.step) from None
         for m in self.method.trainable_modules():
             m.eval()
 
-    def _steps(self, progress: Progress, deadline: float | None, stop_after: int | None) -> None:
+    def _steps(self, bar: Tracker, deadline: float | None, stop_after: int | None) -> None:
         c = self.config
-        task = progress.add_task("train", total=c.max_train_steps, completed=self.step, loss=float("nan"))
         if self.selector is not None and not self.selector.has(self.step) and self.step == 0:
             self.selector.record(0)  # the base model: the reference for class drift
         while (self.step < c.max_train_steps and not self.stopped_early
                and (stop_after is None or self.step < stop_after)):
             logs = self.optimizer_step()
-            progress.update(task, completed=self.step, loss=logs["loss"])
+            bar.update(self.step, f"loss {logs['loss']:.4f}")
             if self.step % c.logging_steps == 0 or self.step == c.max_train_steps:
                 self.accelerator.log(logs, step=self.step)
             self._periodic()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from rich.progress import Progress
+from dreamlock.progress import progress
 
 from dreamlock.training.dataset import find_images
 
@@ -69,8 +69,7 @@ def class_images(pipe_factory, base: str, class_prompt: str, num: int, resolutio
 
 def _generate(pipe, prompt: str, folder: Path, start: int, end: int, resolution: int,
               batch_size: int, steps: int, guidance: float, seed: int) -> None:
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"class images: {prompt!r}", total=end - start)
+    with progress(f"class images: {prompt!r}", end - start) as bar:
         for first in range(start, end, batch_size):
             count = min(batch_size, end - first)
             generators = [torch.Generator().manual_seed(seed + i) for i in range(first, first + count)]
@@ -80,4 +79,4 @@ def _generate(pipe, prompt: str, folder: Path, start: int, end: int, resolution:
                 tmp = folder / f".class-{first + i:05d}.png.tmp"
                 image.save(tmp, format="PNG")
                 tmp.rename(folder / f"class-{first + i:05d}.png")
-            progress.advance(task, count)
+            bar.advance(count)

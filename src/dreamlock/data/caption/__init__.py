@@ -121,10 +121,9 @@ def _caption_one(folder: Path, entry: CaptionEntry, captioner: Captioner, text_a
 def _with_progress(entries: list[CaptionEntry], show: bool) -> Iterable[CaptionEntry]:
     if not show or len(entries) < 2:
         return entries
-    from rich.console import Console
-    from rich.progress import track
+    from dreamlock.progress import track
 
-    return track(entries, description="captioning", console=Console(stderr=True), transient=True)
+    return track(entries, "captioning")
 
 
 def caption(
