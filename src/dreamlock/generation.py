@@ -72,9 +72,13 @@ class Generator:
 
 
 def load_generator(run_or_model: str | Path, lora_scale: float = 1.0) -> Generator:
-    """Load a run folder (or a model folder / file / hub id) ready to generate."""
-    pipe, info = load_pipeline(run_or_model, lora_scale=lora_scale)
-    return Generator(pipe, info, run_or_model)
+    """Load a run folder (or a model folder / file / hub id, or ``toy``) ready to generate."""
+    from dreamlock.runs import is_run
+    from dreamlock.toyworld.paths import resolve_model
+
+    source = run_or_model if is_run(Path(run_or_model)) else resolve_model(str(run_or_model))
+    pipe, info = load_pipeline(source, lora_scale=lora_scale)
+    return Generator(pipe, info, source)
 
 
 def _slug(text: str) -> str:

@@ -112,3 +112,10 @@ def test_caption_cli_failed_image_exit_1(tmp_path, img):
     result = run("caption", folder, "--trigger", "sks", "--class-word", "dog")
     assert_clean_error(result, 1, "1 of 2 image(s) could not be captioned")
     assert (folder / "a.txt").is_file() and not (folder / "b.txt").exists()
+
+
+def test_prepare_that_keeps_nothing_exits_2_with_the_fix(src, out, img):
+    img.save(img.photo(1), src / "a.png")  # 64 px: smaller than --min-size 256
+    result = run("prepare", src, out, "--size", "64")
+    assert_clean_error(result, 2, "no image was kept, so there is nothing to train on (a.png: smaller than --min-size 256")
+    assert "--small upscale" in error_lines(result)[0]

@@ -127,3 +127,13 @@ def test_training_takes_the_model_guidance_for_class_images_and_samples(tiny_bas
     assert with_model_guidance(make_config(), flux).validation_guidance == 3.5
     explicit = with_model_guidance(make_config(base=str(base), class_generation_guidance=3.0), sd)
     assert (explicit.class_generation_guidance, explicit.validation_guidance) == (3.0, 1.0)
+
+
+def test_toy_names_the_shipped_toy_base(tmp_path):
+    """``--base toy`` / ``dreamlock generate toy``: the toy base without a path into the package."""
+    from dreamlock.toyworld.paths import ASSET_DIR
+    from dreamlock.training.config import TrainConfig
+
+    assert TrainConfig(base="toy", data=str(tmp_path), output=str(tmp_path / "r")).base == str(ASSET_DIR)
+    generator = load_generator("toy")
+    assert generator.world == "toy" and generator.source == str(ASSET_DIR)

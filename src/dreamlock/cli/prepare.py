@@ -8,7 +8,7 @@ import typer
 
 from dreamlock.cli import app
 from dreamlock.cli.common import console, run_api
-from dreamlock.errors import WorkError
+from dreamlock.errors import UserError, WorkError
 
 
 @app.command()
@@ -80,5 +80,9 @@ def prepare(
             raise WorkError(
                 f"{report.failed_count} of {len(report.entries)} file(s) failed; see {report.report_path} for the reasons"
             )
+        if report.ok_count == 0 and report.entries:
+            first = next((e for e in report.entries if e.reason), report.entries[0])
+            raise UserError(f"{src}: no image was kept, so there is nothing to train on ({first.file}: "
+                            f"{first.reason or first.status})")
 
     run_api(call)

@@ -15,7 +15,7 @@ from dreamlock.cli.common import console, run_api
 def train(
     config: Optional[Path] = typer.Argument(None, help="TOML config (keys as in diffusers' DreamBooth scripts)"),
     set_: list[str] = typer.Option([], "--set", help="override a key: --set learning_rate=1e-4"),
-    base: Optional[str] = typer.Option(None, help="base model: diffusers folder, .safetensors file or hub id"),
+    base: Optional[str] = typer.Option(None, help="base model: diffusers folder, .safetensors file, hub id, or toy"),
     base_config: Optional[str] = typer.Option(None, help="diffusers folder with the config of a single-file base"),
     allow_pickle: Optional[bool] = typer.Option(None, "--allow-pickle", help="allow a pickled .ckpt base (runs code!)"),
     data: Optional[Path] = typer.Option(None, help="folder of instance images (+ .txt captions)"),

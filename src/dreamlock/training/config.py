@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from dreamlock.config import CONFIG_VERSION, StrictModel
 
@@ -29,7 +29,7 @@ class TrainConfig(StrictModel):
 
     config_version: int = CONFIG_VERSION
     # what and where
-    base: str = Field(description="base model: diffusers folder, .safetensors file or hub id")
+    base: str = Field(description="base model: diffusers folder, .safetensors file, hub id, or toy (the built-in toy base)")
     base_config: str | None = Field(None, description="diffusers folder giving the config of a single-file base")
     allow_pickle: bool = False
     data: Path = Field(description="folder of instance images (+ optional .txt captions)")
@@ -123,6 +123,14 @@ class TrainConfig(StrictModel):
     validation_guidance: float | None = None  # default: the base model's (dreamlock.json), else its family's
     logging_steps: int = Field(10, ge=1)
     num_threads: int | None = None  # CPU threads; default: torch's choice
+
+    @field_validator("base", mode="before")
+    @classmethod
+    def _toy_base(cls, value):
+        """``base = "toy"``: the toy base shipped with dreamlock."""
+        from dreamlock.toyworld.paths import resolve_model
+
+        return resolve_model(value) if isinstance(value, str) else value
 
     @model_validator(mode="before")
     @classmethod
