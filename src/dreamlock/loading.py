@@ -34,6 +34,13 @@ def _load_folder(family, path: Path, dtype: torch.dtype, skip: dict):
         raise UserError(f"{path}: not a diffusers model folder (no model_index.json); give a folder saved with save_pretrained")
     try:
         return family.pipeline_class.from_pretrained(path, dtype=dtype, **family.load_kwargs, **skip)
+    except OSError as e:
+        first = str(e).splitlines()[0]
+        if "safetensors" in first and skip.get("use_safetensors"):
+            raise UserError(f"{path}: a component has pickled weights only ({first[:160]}); pickles can run code: "
+                            "convert them to .safetensors, or pass --allow-pickle to load them with torch's "
+                            "weights-only loader") from None
+        raise UserError(f"{path}: cannot load ({first[:160]})") from None
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         found = json.loads((path / "model_index.json").read_text()).get("_class_name", "?")
         raise UserError(f"{path}: cannot load this {found} as a {family.name} model ({str(e).splitlines()[0][:120]}); "
@@ -58,7 +65,8 @@ def _load_single_file(family, path: Path, dtype: torch.dtype, config: str | None
         raise UserError(f"{path}: a single-file model needs its config offline; pass --base-config DIR (a diffusers folder of the same architecture)")
     try:
         return family.pipeline_class.from_single_file(
-            str(path), config=str(config), dtype=dtype, local_files_only=True, **family.load_kwargs, **skip,
+            str(path), config=str(config), dtype=dtype, local_files_only=True, **family.load_kwargs,
+            **{k: v for k, v in skip.items() if k != "use_safetensors"},  # the file itself is checked above
         )
     except (OSError, ValueError, KeyError) as e:
         raise UserError(f"{path}: cannot load as a single-file {family.name} model ({str(e).splitlines()[0]})") from None
@@ -90,6 +98,8 @@ def load_base_pipeline(
     ``quantize="nf4"``: the denoiser in 4-bit NF4 through bitsandbytes (CUDA; folders and hub ids)."""
     _quiet_transformers()
     skip = dict.fromkeys(without)
+    if not allow_pickle:
+        skip["use_safetensors"] = True  # a component with only .bin / .pt weights is refused, never unpickled
     if quantize is not None:
         skip["quantization_config"] = nf4_config(family.denoiser_name, dtype)
     path = Path(base).expanduser()

@@ -137,3 +137,32 @@ def test_toy_names_the_shipped_toy_base(tmp_path):
     assert TrainConfig(base="toy", data=str(tmp_path), output=str(tmp_path / "r")).base == str(ASSET_DIR)
     generator = load_generator("toy")
     assert generator.world == "toy" and generator.source == str(ASSET_DIR)
+
+
+@pytest.mark.parametrize("allow_pickle", [False, True])
+def test_a_planted_pickle_in_a_model_folder_never_runs(tmp_path, allow_pickle):
+    """A component whose weights are a pickle that would run a command: refused without
+    --allow-pickle (one line naming the fix); with it, torch's weights-only loader refuses the
+    payload. Either way the command never runs."""
+    import os
+    import pickle
+    import shutil
+
+    from dreamlock.families.build import save_tiny_pipeline
+
+    base = save_tiny_pipeline(tmp_path / "model")
+    marker = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (base / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with open(base / "unet" / "diffusion_pytorch_model.bin", "wb") as f:
+        pickle.dump(Payload(), f)
+    with pytest.raises(UserError) as e:
+        get_family("sd").load_pipeline(base, allow_pickle=allow_pickle)
+    assert not marker.exists() and "\n" not in str(e.value)
+    if not allow_pickle:
+        assert "pickled weights only" in str(e.value) and "--allow-pickle" in str(e.value)
+    shutil.rmtree(base)
