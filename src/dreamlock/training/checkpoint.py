@@ -37,6 +37,8 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     steps in ``keep``: the checkpoint `select_best` has chosen so far)."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".checkpoint-*"):  # left by a process killed while writing or deleting
+        shutil.rmtree(stale, ignore_errors=True)
     final = root / f"checkpoint-{step}"
     tmp = root / f".checkpoint-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -45,13 +47,28 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    if final.exists():  # the same step saved again (after a resume): swap, never a moment with neither
+        old = root / f".checkpoint-{step}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
     if limit is not None:
         prunable = [p for p in checkpoint_dirs(run_dir) if checkpoint_step(p) not in keep]
         for old in prunable[:max(0, len(prunable) - limit)]:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
     return final
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint: first out of sight (an atomic rename to a dotted name), so a process
+    killed while deleting never leaves a half-deleted folder that looks like a checkpoint."""
+    hidden = path.parent / f".{path.name}.del"
+    shutil.rmtree(hidden, ignore_errors=True)
+    path.rename(hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
 
 
 def split_ema(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
