@@ -85,3 +85,4 @@ def test_memory_options_refused_in_one_line(make, overrides, says):
     with pytest.raises(UserError, match=says) as e:
         check_memory_options(make(**overrides))
     assert "\n" not in str(e.value)
+

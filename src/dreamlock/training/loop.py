@@ -115,9 +115,7 @@ class Trainer:
             for k, v in parts.items():
                 logs[k] = logs.get(k, 0.0) + v / accum
         if not math.isfinite(logs["loss"]):
-            from dreamlock.errors import WorkError
-
-            raise WorkError(f"loss became {logs['loss']} at step {self.step}; lower learning_rate or use mixed_precision='no'")
+            raise self._not_finite(logs["loss"])
         self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -128,6 +126,16 @@ class Trainer:
         self.step += 1
         logs["lr"] = self.scheduler.get_last_lr()[0]
         return logs
+
+    def _not_finite(self, loss: float):
+        """The error for a NaN / inf loss: nothing of this step was applied; where to resume from."""
+        from dreamlock.errors import WorkError
+
+        found = ckpt.checkpoint_dirs(self.run_dir)
+        kept = (f"the weights were not updated, and {found[-1]} is intact (resume from it with --resume latest)"
+                if found else "the weights were not updated (no checkpoint was saved yet)")
+        return WorkError(f"loss became {loss} at step {self.step}; {kept}; lower learning_rate, set "
+                         "mixed_precision='no', or lower max_grad_norm, then train again")
 
     # ---- checkpoints ---------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
