@@ -362,6 +362,7 @@ def main() -> None:
     p.add_argument("--generate-class-images", action="store_true", help="both sides generate the class images")
     p.add_argument("--reference-script", type=Path, help="your copy of diffusers' train_dreambooth_lora.py")
     p.add_argument("--skip-in-process", action="store_true")
+    p.add_argument("--tag", default="", help="a label kept in the JSON (repeats of one setting)")
     p.add_argument("--work", type=Path, default=Path("runs/train_speed"))
     p.add_argument("--out", type=Path, default=HERE / "train_speed.json")
     args = p.parse_args()
@@ -369,7 +370,7 @@ def main() -> None:
     model = model_folder(args.model, args.work)
     data = instance_images(args.work, 4)
     result = {"model": args.model, "resolution": args.resolution, "batch": args.batch, "rank": args.rank,
-              "prior": args.prior, "class_images": "generated" if given_class_images(args, args.work) is None else "given", "machine": machine(), "command": " ".join(sys.argv)}
+              "prior": args.prior, "tag": args.tag, "class_images": "generated" if given_class_images(args, args.work) is None else "given", "machine": machine(), "command": " ".join(sys.argv)}
     if args.reference_script:
         result["side_by_side"] = side_by_side(args, model, data, args.work)  # first: cold caches for both
     if not args.skip_in_process:

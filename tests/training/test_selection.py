@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from dreamlock.runs import LORA_FILE, read_run
 from dreamlock.training import checkpoint as ckpt
 from dreamlock.training.api import finish, prepare_trainer, train
-from dreamlock.training.selection import Rule, Selector, choose, eligible, should_stop
+from dreamlock.training.selection import Rule, Selector, choose, drift_warning, eligible, should_stop
 
 
 def row(step, sf, pf=1.0, drift=0.1, **extra):
@@ -51,6 +51,8 @@ def test_rule_ties_go_to_the_earlier_step_and_nothing_before_a_checkpoint():
 def test_rule_falls_back_to_the_least_drift_when_nothing_qualifies():
     rows = [base_row(drift=0.0, ceiling=0.2), row(100, 0.5, drift=0.4), row(200, 0.7, drift=0.2)]
     assert choose(rows, RULE) == 200
+    assert "every checkpoint drifted" in drift_warning(rows, RULE) and "prior preservation" in drift_warning(rows, RULE)
+    assert drift_warning([base_row(), row(100, 0.5)], RULE) is None  # one kept the class apart: no warning
 
 
 def test_loss_rule_takes_the_lowest_loss():

@@ -52,3 +52,11 @@ def train(
 
     run_dir = run_api(go)
     console.print(f"[green]done:[/] run written to {run_dir}")
+    selection = Path(run_dir) / "selection.json"
+    if selection.is_file():
+        import json
+
+        data = json.loads(selection.read_text())
+        console.print(f"checkpoint kept: step {data.get('final_step')} (selection.md explains why)")
+        if data.get("warning"):
+            console.print(f"[yellow]warning:[/] {data['warning']}", highlight=False)

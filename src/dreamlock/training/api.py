@@ -116,9 +116,8 @@ def load_adapter(config: TrainConfig) -> ModelFamily:
 
 
 def apply_speed_levers(config: TrainConfig, adapter: ModelFamily) -> None:
-    """The opt-in layout and compilation levers (the fused optimizer is chosen in ``make_optimizer``)."""
-    if config.channels_last:
-        adapter.denoiser.to(memory_format=torch.channels_last)
+    """Opt-in speed levers that measured a gain somewhere (channels-last and the fused AdamW did not:
+    benchmarks/RESULTS.md)."""
     if config.compile_denoiser:
         adapter.denoiser.compile()
 

@@ -76,10 +76,9 @@ class TrainConfig(StrictModel):
     quantize_base: Literal["nf4"] | None = None  # CUDA + bitsandbytes: the frozen denoiser in 4-bit NF4 (QLoRA)
     memory_preset: Literal["12gb", "16gb", "24gb"] | None = None  # fills the memory keys you left unset (MEMORY_PRESETS)
     gradient_checkpointing: bool = False
-    # speed levers (benchmarks/train_speed.py measures each; RESULTS.md says which help where)
-    fused_optimizer: bool = False  # torch's fused AdamW kernel
-    channels_last: bool = False  # the denoiser's convolutions in NHWC memory layout
-    compile_denoiser: bool = False  # torch.compile the denoiser (slow first steps)
+    # torch.compile the denoiser: ~10% faster steady steps on the toy model, but minutes of compiling
+    # first (benchmarks/RESULTS.md); for long runs
+    compile_denoiser: bool = False
     snr_gamma: float | None = None  # min-SNR weighting (5.0 is the paper's value); DDPM families
     # flow-matching families (SD3, FLUX.1), as in diffusers' scripts: timestep density / loss weighting
     weighting_scheme: Literal["none", "logit_normal", "mode", "sigma_sqrt", "cosmap"] | None = None  # default: the family's

@@ -37,7 +37,7 @@ def make_optimizer(config: TrainConfig, groups: list[dict]) -> torch.optim.Optim
             return bnb.optim.AdamW8bit(groups, **kwargs)
         except ImportError:
             pass  # falls back to torch AdamW; the run log says so
-    return torch.optim.AdamW(groups, **kwargs, fused=True if config.fused_optimizer else None)
+    return torch.optim.AdamW(groups, **kwargs)
 
 
 class Trainer:

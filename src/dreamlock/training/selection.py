@@ -90,6 +90,16 @@ def choose(rows: list[dict], rule: Rule) -> int | None:
     return min(candidates, key=lambda r: (r["class_drift"], r["step"]))["step"]
 
 
+def drift_warning(rows: list[dict], rule: Rule) -> str | None:
+    """When no checkpoint kept the class apart from the subject, say so (the choice is then only
+    the least drifted of drifted checkpoints, within the noise of a few seeds)."""
+    if rule.by == "loss" or not any(r["step"] > 0 for r in rows) or eligible(rows, rule):
+        return None
+    return ("every checkpoint drifted: class-prompt images look like the subject (or prompts stopped working), so "
+            "the least drifted one was kept; train with prior preservation (--prior-preservation), fewer steps or "
+            "a lower learning rate")
+
+
 def should_stop(rows: list[dict], rule: Rule, patience: int | None) -> bool:
     """True when the chosen checkpoint is ``patience`` evaluations behind the newest one."""
     if not patience:
@@ -170,7 +180,8 @@ class Selector:
 
     def write(self, last_step: int | None = None, stopped_early: bool = False, final_step: int | None = None) -> None:
         data = {**self.header, "rule": self.rule.describe(), "rule_params": asdict(self.rule),
-                "early_stop_patience": self.patience, "chosen_step": self.chosen, "rows": self.rows}
+                "early_stop_patience": self.patience, "chosen_step": self.chosen, "rows": self.rows,
+                "warning": drift_warning(self.rows, self.rule)}
         if last_step is not None:  # the run has finished: final/ holds final_step
             data.update(last_step=last_step, stopped_early=stopped_early, final_step=final_step)
         tmp = self.run_dir / f".{SELECTION_JSON}.tmp"
@@ -187,7 +198,7 @@ def selection_markdown(data: dict) -> str:
     keys = [k for k in KEYS if any(k in r for r in data["rows"])]
     lines = ["# Checkpoint selection", "", f"Rule: {data['rule']}.", "",
              f"Chosen step: **{data['chosen_step']}**" + (" (training stopped early)" if data.get("stopped_early") else ""),
-             "", "| step | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+             "", *([f"**Warning:** {data['warning']}.", ""] if data.get("warning") else []), "| step | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in data["rows"]:
         mark = " ← chosen" if r["step"] == data["chosen_step"] else (" (base model)" if r["step"] == 0 else "")
         cells = [f"{r[k]:.3f}" if isinstance(r.get(k), (int, float)) else "—" for k in keys]
