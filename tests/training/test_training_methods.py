@@ -19,11 +19,15 @@ PROMPT = "a photo of sks dog"
 def _train(config, params):
     snapshot, changed = params
     trainer = prepare_trainer(config)
-    parts = {"unet": trainer.adapter.denoiser, "vae": trainer.adapter.vae}
-    parts |= {"te" if i == 0 else f"te{i + 1}": t.encoder for i, t in enumerate(trainer.adapter.text_encoders())}
+    pipe = trainer.adapter.pipe
+    parts = {"unet": trainer.adapter.denoiser, "vae": pipe.vae, "te": pipe.text_encoder}
+    # a run that cached its prompts and latents has released the text encoder and the VAE
+    # (training/text_cache.py): a released part cannot change
+    released = {name for name, module in parts.items() if module is None}
+    parts = {name: module for name, module in parts.items() if module is not None}
     before = {name: snapshot(module) for name, module in parts.items()}
     losses = [trainer.optimizer_step()["loss"] for _ in range(config.max_train_steps)]
-    diff = {name: changed(before[name], module) for name, module in parts.items()}
+    diff = {name: changed(before[name], module) for name, module in parts.items()} | dict.fromkeys(released, set())
     run_dir = finish(trainer)
     return trainer, losses, diff, run_dir
 
