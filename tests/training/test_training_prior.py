@@ -47,3 +47,42 @@ def test_class_images_cached_and_user_images_first(tmp_path, images_writer):
     other = class_images(lambda: pipe, num=2, user_dir=None, **{**args, "class_prompt": "a photo of cat"})
     assert pipe.calls == 7 and other[0].parent != first[0].parent  # another prompt, another cache folder
     assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+class _Pipe:
+    """A stand-in pipeline that records which seeds it drew and can fail on a given call."""
+
+    def __init__(self, fail_on: int | None = None):
+        self.seeds: list[int] = []
+        self.calls, self.fail_on = 0, fail_on
+
+    def __call__(self, prompts, height, width, generator, **_):
+        from PIL import Image
+
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C (or the process is being stopped)
+        self.seeds += [g.initial_seed() for g in generator]
+        images = [Image.new("RGB", (width, height), (g.initial_seed() % 256, 0, 0)) for g in generator]
+        return type("Out", (), {"images": images})()
+
+
+def test_interrupted_class_generation_resumes_without_redoing_work(tmp_path):
+    import pytest
+
+    args = dict(base="some/model", class_prompt="a photo of a dog", num=6, resolution=8, user_dir=None,
+                cache_root=tmp_path, batch_size=2, steps=1, guidance=1.0, seed=100)
+    first = _Pipe(fail_on=2)
+    with pytest.raises(KeyboardInterrupt):
+        class_images(lambda: first, **args)
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    done = sorted(folder.glob("class-*.png"))
+    assert [p.name for p in done] == ["class-00000.png", "class-00001.png"] and first.seeds == [100, 101]
+    (folder / ".class-00002.png.tmp").write_bytes(b"half an image")  # as if killed mid-write
+    kept = [p.read_bytes() for p in done]
+    second = _Pipe()
+    paths = class_images(lambda: second, **args)
+    assert second.seeds == [102, 103, 104, 105]  # only what was missing, with the seeds it would have had
+    assert len(paths) == 6 and [p.read_bytes() for p in paths[:2]] == kept
+    assert not list(folder.glob(".*.tmp"))  # the half-written file was replaced, then renamed into place
+    assert all(p.suffix == ".png" for p in paths)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from dreamlock.progress import progress
 
+from dreamlock.progress import progress
 from dreamlock.training.dataset import find_images
 
 
