@@ -73,3 +73,20 @@ def test_overwrite_refuses_a_folder_that_is_not_an_export(runs, tmp_path):
 def test_out_inside_the_run_final_folder_is_refused(runs):
     result, text = _run(runs.full, "--format", "diffusers", "--out", runs.full / "final" / "pipeline", "--overwrite")
     _assert_one_line_error(result, text, "which this export reads")
+
+
+def test_a_full_disk_during_export_leaves_nothing_half_written(runs, tmp_path, monkeypatch):
+    import errno
+
+    from dreamlock.errors import WorkError
+    from dreamlock.exporting import export
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("safetensors.torch.save_file", full)
+    out = tmp_path / "dog.safetensors"
+    with pytest.raises(WorkError, match="could not write .*dog.safetensors: No space left on device; the partial "
+                                        "export was removed") as e:
+        export(runs.lora, "kohya-lora", out)
+    assert "\n" not in str(e.value) and not out.exists() and list(tmp_path.iterdir()) == []

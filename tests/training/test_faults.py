@@ -35,3 +35,25 @@ def test_a_nan_loss_stops_naming_the_step_and_the_intact_checkpoint(make, monkey
         trainer.optimizer_step()
     assert "\n" not in str(e.value)
     assert all(torch.equal(before[k], v) for k, v in trainer.method.trainable_state().items())
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(make, monkeypatch):
+    import errno
+
+    from dreamlock.errors import WorkError
+    from dreamlock.training import checkpoint as ckpt
+
+    trainer = prepare_trainer(make(checkpointing_steps=1, max_train_steps=4))
+    trainer.run(stop_after=1)
+    good = ckpt.checkpoint_dirs(trainer.run_dir)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", full)
+    with pytest.raises(WorkError, match=r"could not write checkpoint-2 in .*: No space left on device; .*checkpoint-1 "
+                                        r"is intact; free space there") as e:
+        trainer.run(stop_after=2)
+    assert "\n" not in str(e.value)
+    assert ckpt.checkpoint_dirs(trainer.run_dir) == good and not list((trainer.run_dir / "checkpoints").glob(".*"))
+    torch.load(good[0] / "optimizer.pt", weights_only=True)

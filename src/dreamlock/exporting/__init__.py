@@ -155,6 +155,11 @@ def export(
         if out_path.exists() or out_path.is_symlink():
             remove_path(out_path)  # overwrite was allowed by _check_out
         scratch.replace(out_path)
+    except OSError as e:
+        from dreamlock.errors import WorkError
+
+        raise WorkError(f"could not write {out_path}: {e.strerror or e}; the partial export was removed and "
+                        f"{run_dir} is untouched; free space there (or choose another --out) and export again") from None
     finally:
         remove_path(scratch)
     return out_path if written == scratch else out_path / written.relative_to(scratch)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from dreamlock.errors import UserError
+from dreamlock.errors import UserError, WorkError
 
 CHECKPOINTS = "checkpoints"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -42,11 +42,15 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     final = root / f"checkpoint-{step}"
     tmp = root / f".checkpoint-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "trainable.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}))
+    try:
+        tmp.mkdir()
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "trainable.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}))
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failed(f"checkpoint-{step}", root, e, checkpoint_dirs(run_dir)) from None
     if final.exists():  # the same step saved again (after a resume): swap, never a moment with neither
         old = root / f".checkpoint-{step}.old"
         shutil.rmtree(old, ignore_errors=True)
@@ -60,6 +64,14 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
         for old in prunable[:max(0, len(prunable) - limit)]:
             _remove(old)
     return final
+
+
+def write_failed(what: str, where: Path, error: OSError, kept: list[Path]) -> WorkError:
+    """A failed write (disk full, no permission...) as one line: what, why, what is intact, what to do."""
+    reason = error.strerror or str(error)
+    intact = f"{kept[-1]} is intact" if kept else "no earlier checkpoint exists"
+    return WorkError(f"could not write {what} in {where}: {reason}; {intact}; free space there (or fix its "
+                     "permissions), then continue with --resume latest")
 
 
 def _remove(path: Path) -> None:

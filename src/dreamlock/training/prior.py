@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from dreamlock.errors import WorkError
 from dreamlock.progress import progress
 from dreamlock.training.dataset import find_images
 
@@ -77,6 +78,12 @@ def _generate(pipe, prompt: str, folder: Path, start: int, end: int, resolution:
                           guidance_scale=guidance, generator=generators).images
             for i, image in enumerate(images):
                 tmp = folder / f".class-{first + i:05d}.png.tmp"
-                image.save(tmp, format="PNG")
-                tmp.rename(folder / f"class-{first + i:05d}.png")
+                try:
+                    image.save(tmp, format="PNG")
+                    tmp.rename(folder / f"class-{first + i:05d}.png")
+                except OSError as e:
+                    tmp.unlink(missing_ok=True)
+                    raise WorkError(f"could not write class images in {folder}: {e.strerror or e}; the "
+                                    f"{first + i - start} finished this time are kept; free space there and train "
+                                    "again (only the missing ones are generated)") from None
             bar.advance(count)
