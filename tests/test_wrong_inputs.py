@@ -1,0 +1,122 @@
+"""Wrong inputs across every command (tiny random SD; plumbing): each gives exit code 2, exactly
+one ``error:`` line naming the problem (and the key, file or flag), no traceback, and leaves what
+the user gave untouched. One table, so a new command or check adds a row."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dreamlock.cli import app
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_bases, images_writer):
+    """A user's folder: photos, prepared data, a finished LoRA run, a model missing its UNet."""
+    from dreamlock.training.api import train
+
+    tiny_base = tiny_bases["sd"]
+    root = tmp_path_factory.mktemp("wrong-inputs")
+    data = images_writer(root / "data", 2)
+    (root / "empty").mkdir()
+    photos = images_writer(root / "photos", 1)
+    captioned = images_writer(root / "captioned", 1)
+    for image in captioned.glob("*.png"):
+        image.with_suffix(".txt").write_text("a photo of a dog")
+    run = train(base=str(tiny_base), data=str(data), output=str(root / "run"), method="lora", class_word="dog",
+                max_train_steps=1, resolution=32, checkpointing_steps=1)
+    ti = train(base=str(tiny_base), data=str(data), output=str(root / "ti"), method="ti", class_word="dog",
+               max_train_steps=1, resolution=32)
+    no_unet = root / "no-unet"
+    shutil.copytree(tiny_base, no_unet)
+    shutil.rmtree(no_unet / "unet")
+    return {"root": root, "base": tiny_base, "data": data, "run": run, "ti": ti, "photos": photos,
+            "captioned": captioned, "no_unet": no_unet}
+
+
+def _train(w, *extra: str) -> list[str]:
+    return ["train", "--base", str(w["base"]), "--data", str(w["data"]), "--output", str(w["root"] / "new-run"),
+            "--class-word", "dog", "--set", "resolution=32", *extra]
+
+
+CASES = [
+    # train: data and paths
+    ("missing data folder", lambda w: ["train", "--base", str(w["base"]), "--data", str(w["root"] / "nope"),
+                                       "--output", str(w["root"] / "r1")], "data folder not found"),
+    ("empty data folder", lambda w: ["train", "--base", str(w["base"]), "--data", str(w["root"] / "empty"),
+                                     "--output", str(w["root"] / "r2")], "no images"),
+    ("caption without the trigger", lambda w: ["train", "--base", str(w["base"]), "--data", str(w["captioned"]),
+                                               "--output", str(w["root"] / "r3")], "caption lacks the trigger word"),
+    ("base model not found", lambda w: ["train", "--base", "./no/such/model", "--data", str(w["data"]),
+                                        "--output", str(w["root"] / "r4")], "base model not found"),
+    ("base folder missing its UNet", lambda w: ["train", "--base", str(w["no_unet"]), "--data", str(w["data"]),
+                                                "--output", str(w["root"] / "r5")], "unet"),
+    ("output already holds a run", lambda w: _train(w)[:5] + ["--output", str(w["run"]), *_train(w)[7:]],
+     "already holds a run"),
+    ("output is the data folder", lambda w: _train(w)[:5] + ["--output", str(w["data"]), *_train(w)[7:]],
+     "is the data folder"),
+    ("resume from a folder that is not a checkpoint", lambda w: _train(w, "--resume", str(w["photos"])),
+     "not a checkpoint folder"),
+    ("resume latest without checkpoints", lambda w: _train(w, "--resume", "latest"), "no checkpoint"),
+    # train: keys and values
+    ("unknown config key", lambda w: _train(w, "--set", "learning_rat=1e-4"), "unknown key 'learning_rat'"),
+    ("wrong type", lambda w: _train(w, "--set", "rank=x"), "key 'rank'"),
+    ("negative steps", lambda w: _train(w, "--steps", "-5"), "key 'max_train_steps'"),
+    ("unknown method", lambda w: _train(w, "--method", "magic"), "unknown method 'magic'"),
+    ("unknown family", lambda w: _train(w, "--family", "sd9"), "unknown model family 'sd9'"),
+    ("a family the model is not", lambda w: _train(w, "--family", "sdxl"), "so it is not a sdxl model"),
+    ("prior preservation without a class", lambda w: ["train", "--base", str(w["base"]), "--data", str(w["data"]),
+                                                      "--output", str(w["root"] / "r6"), "--prior-preservation"],
+     "with_prior_preservation needs class_word"),
+    ("select_best without checkpoints", lambda w: _train(w, "--select-best"), "set checkpointing_steps"),
+    ("a flow setting on a DDPM model", lambda w: _train(w, "--set", "weighting_scheme=logit_normal"),
+     "weighting_scheme is for flow-matching models"),
+    ("drop_t5 on a model without T5", lambda w: _train(w, "--set", "drop_t5=true"), "drop_t5 is for SD3"),
+    ("NF4 without a GPU", lambda w: _train(w, "--memory-preset", "12gb"), "needs a CUDA GPU"),
+    # generate
+    ("generate from a missing folder", lambda w: ["generate", str(w["root"] / "nope"), "--prompt", "a dog"],
+     "base model not found"),
+    ("generate an empty prompt", lambda w: ["generate", str(w["run"]), "--prompt", " "], "--prompt is empty"),
+    ("generate from a checkpoint that is not kept", lambda w: ["generate", str(w["run"]), "--prompt", "a dog",
+                                                               "--checkpoint", "999"], "999"),
+    # export
+    ("unknown export format", lambda w: ["export", str(w["run"]), "--format", "ckpt", "--out", str(w["root"] / "x")],
+     "unknown export format 'ckpt'"),
+    ("a format the run cannot fill", lambda w: ["export", str(w["ti"]), "--format", "kohya-lora", "--out",
+                                                str(w["root"] / "x.safetensors")], "it has no LoRA"),
+    ("unknown dtype", lambda w: ["export", str(w["run"]), "--format", "diffusers-lora", "--dtype", "fp8",
+                                 "--out", str(w["root"] / "y")], "unknown --dtype 'fp8'"),
+    ("export a folder that is not a run", lambda w: ["export", str(w["photos"]), "--format", "diffusers",
+                                                     "--out", str(w["root"] / "z")], "not a dreamlock run"),
+    # prepare and caption
+    ("prepare a missing folder", lambda w: ["prepare", str(w["root"] / "nope"), str(w["root"] / "p1")], "nope"),
+    ("prepare into its own source", lambda w: ["prepare", str(w["photos"]), str(w["photos"] / "out")], "inside"),
+    ("prepare keeping nothing", lambda w: ["prepare", str(w["photos"]), str(w["root"] / "p2"), "--size", "64"],
+     "no image was kept"),
+    ("caption a missing folder", lambda w: ["caption", str(w["root"] / "nope"), "--trigger", "sks"], "nope"),
+    # evaluate
+    ("evaluate without references", lambda w: ["evaluate", str(w["run"]), "--reference", str(w["root"] / "empty")],
+     "empty"),
+]
+
+
+@pytest.mark.parametrize("name, args, says", CASES, ids=[c[0] for c in CASES])
+def test_wrong_input_is_one_line_exit_2_and_changes_nothing(world, name, args, says):
+    root = world["root"]
+    before = {k: _digest(world[k]) for k in ("data", "run", "photos", "captioned")}
+    result = CliRunner().invoke(app, args(world))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2, (name, result.exit_code, result.stderr[-500:])
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(errors) == 1 and says in errors[0], (name, result.stderr[-500:])
+    assert {k: _digest(world[k]) for k in before} == before
+    assert not (root / "new-run" / "run.json").exists()
