@@ -98,8 +98,7 @@ def given_class_images(args, work: Path) -> Path | None:
 
 
 def train_config(args, model: Path, data: Path, out: Path, class_dir: Path) -> dict:
-    given = given_class_images(args, Path(args.work))
-    return dict(class_data_dir=str(given) if given else None, base=str(model), data=str(data), output=str(out),
+    return dict(class_data_dir=str(args.class_given) if args.class_given else None, base=str(model), data=str(data), output=str(out),
                 method="lora", rank=args.rank,
                 learning_rate=1e-4, train_batch_size=args.batch, resolution=args.resolution,
                 max_train_steps=args.warmup + args.steps, trigger="sks", class_word="dog",
@@ -300,7 +299,7 @@ def side_by_side(args, model: Path, data: Path, work: Path) -> dict:
     ref_env = env
     cmd = [sys.executable, str(ref_dir / "launch.py"), str(args.reference_script), "--pretrained_model_name_or_path", str(model),
            "--instance_data_dir", str(data), "--instance_prompt", "a photo of sks dog", "--class_prompt",
-           "a photo of dog", "--class_data_dir", str(given_class_images(args, work) or ref_dir / "class"),
+           "a photo of dog", "--class_data_dir", str(args.class_given or ref_dir / "class"),
            "--output_dir", str(ref_dir / "out"),
            "--resolution", str(args.resolution), "--train_batch_size", str(args.batch), "--rank", str(args.rank),
            "--learning_rate", "1e-4", "--max_train_steps", str(args.steps), "--seed", "0",
@@ -369,8 +368,10 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     model = model_folder(args.model, args.work)
     data = instance_images(args.work, 4)
+    args.class_given = given_class_images(args, args.work)  # the class images both sides are given, if any
     result = {"model": args.model, "resolution": args.resolution, "batch": args.batch, "rank": args.rank,
-              "prior": args.prior, "tag": args.tag, "class_images": "generated" if given_class_images(args, args.work) is None else "given", "machine": machine(), "command": " ".join(sys.argv)}
+              "prior": args.prior, "tag": args.tag, "class_images": "generated" if args.class_given is None else "given",
+              "machine": machine(), "command": " ".join(sys.argv)}
     if args.reference_script:
         result["side_by_side"] = side_by_side(args, model, data, args.work)  # first: cold caches for both
     if not args.skip_in_process:

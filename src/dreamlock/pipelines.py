@@ -36,10 +36,7 @@ def load_run_pipeline(run_dir: Path, lora_scale: float = 1.0, dtype: torch.dtype
 def load_pipeline(run_or_model: str | Path, lora_scale: float = 1.0,
                   dtype: torch.dtype = torch.float32) -> tuple[object, RunInfo | None]:
     """A run folder gives its trained pipeline; anything else is loaded as a base model of its
-    detected family."""
-    from dreamlock.toyworld.paths import resolve_model
-
+    detected family (``generation.load_generator`` has turned ``toy`` into the toy base's folder)."""
     if is_run(Path(run_or_model)):
         return load_run_pipeline(Path(run_or_model), lora_scale, dtype)
-    model = resolve_model(str(run_or_model))  # "toy": the shipped toy base
-    return get_family(detect_family(model)).load_pipeline(model, dtype=dtype), None
+    return get_family(detect_family(run_or_model)).load_pipeline(run_or_model, dtype=dtype), None

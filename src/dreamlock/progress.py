@@ -9,7 +9,6 @@ line goes to stderr every ``every`` seconds and when the work ends:
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -93,7 +92,7 @@ def progress(label: str, total: int, completed: int = 0, *, transient: bool = Tr
     """Report a long step of ``total`` units. ``transient``: the terminal bar disappears when done."""
     console = console or Console(stderr=True)
     if not console.is_terminal:
-        tracker = _LineTracker(label, total, completed, every, console.file if console.file else sys.stderr)
+        tracker = _LineTracker(label, total, completed, every, console.file)
         try:
             yield tracker
         finally:

@@ -42,7 +42,7 @@ def make(tiny_bases, family, tmp_path, images_writer):
 def _parts(adapter) -> dict[str, torch.nn.Module]:
     """The model's parts still loaded (a run that caches its prompts and latents releases the text
     encoders and the VAE before training: training/text_cache.py)."""
-    frozen = {f"frozen_text_{i}": m for i, m in enumerate(adapter.frozen_text_encoders())}  # T5 (SD3, FLUX.1)
+    frozen = {f"frozen_text_{i}": t.encoder for i, t in enumerate(adapter.frozen_text_encoders())}  # T5 (SD3, FLUX.1)
     parts = {"denoiser": adapter.denoiser, "vae": adapter.pipe.vae} | frozen
     parts |= {s.name: getattr(adapter.pipe, s.name) for s in adapter.tunable_slots()}
     return {k: m for k, m in parts.items() if m is not None}

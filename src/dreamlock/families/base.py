@@ -84,7 +84,7 @@ class ModelFamily:
     def __init__(self, pipe):
         self.pipe = pipe
         self.vae_config = pipe.vae.config  # kept: the VAE itself may be released after latent caching
-        self._token_ids: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+        self._token_ids: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}
         self.objective = self.make_objective(pipe.scheduler.config)
 
     @classmethod
@@ -149,10 +149,10 @@ class ModelFamily:
         return [TextEncoder(s, getattr(self.pipe, s.tokenizer), getattr(self.pipe, s.name))
                 for s in self.tunable_slots()]
 
-    def frozen_text_encoders(self) -> list[torch.nn.Module]:
-        """Encoders that only ever encode (T5): present ones, for caching and unloading."""
-        return [m for s in self.text_encoder_slots if not s.tunable
-                if (m := getattr(self.pipe, s.name, None)) is not None]
+    def frozen_text_encoders(self) -> list[TextEncoder]:
+        """Encoders that only ever encode (T5), those present (SD3's may be dropped)."""
+        return [TextEncoder(s, getattr(self.pipe, s.tokenizer), m) for s in self.text_encoder_slots
+                if not s.tunable and (m := getattr(self.pipe, s.name, None)) is not None]
 
     @classmethod
     def learns_tokens(cls) -> bool:
@@ -196,14 +196,15 @@ class ModelFamily:
         return int(self.denoiser.config.sample_size) * self.vae_scale_factor
 
     # ---- encoding ------------------------------------------------------------------------
-    def tokenize(self, text: TextEncoder, prompts: list[str]) -> torch.Tensor:
-        """Token ids [B, max_length], each prompt tokenized once per vocabulary (pretraining and text-
-        encoder training re-encode the same captions every step; tokenizing them was a tenth of a
-        toy-pretraining step on a GPU)."""
-        memo = self._token_ids.setdefault((text.name, len(text.tokenizer)), {})
+    def tokenize(self, text: TextEncoder, prompts: list[str], max_length: int | None = None) -> torch.Tensor:
+        """Token ids [B, max_length] (default: the tokenizer's own), each prompt tokenized once per
+        vocabulary and length (pretraining and text-encoder training re-encode the same captions
+        every step; tokenizing them was a tenth of a toy-pretraining step on a GPU)."""
+        length = max_length or text.tokenizer.model_max_length
+        memo = self._token_ids.setdefault((text.name, len(text.tokenizer), length), {})
         missing = list(dict.fromkeys(p for p in prompts if p not in memo))
         if missing:
-            ids = text.tokenizer(missing, padding="max_length", max_length=text.tokenizer.model_max_length,
+            ids = text.tokenizer(missing, padding="max_length", max_length=length,
                                  truncation=True, return_tensors="pt").input_ids
             memo.update(zip(missing, ids))
         return torch.stack([memo[p] for p in prompts])

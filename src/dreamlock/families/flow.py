@@ -45,8 +45,3 @@ class FlowFamily(ModelFamily):
     @property
     def size_multiple(self) -> int:
         return self.vae_scale_factor * self.patch_size
-
-    @staticmethod
-    def tokenize_t5(tokenizer, prompts: list[str], length: int):
-        return tokenizer(prompts, padding="max_length", max_length=length, truncation=True,
-                         add_special_tokens=True, return_tensors="pt").input_ids

@@ -50,9 +50,9 @@ class FluxAdapter(FlowFamily):
         clip = self.text_encoders()[0]
         ids = self.tokenize(clip, prompts).to(clip.encoder.device)
         pooled = clip.encoder(ids).pooler_output
-        t5 = self.pipe.text_encoder_2
-        t5_ids = self.tokenize_t5(self.pipe.tokenizer_2, prompts, self.max_sequence_length)
-        return Conditioning(t5(t5_ids.to(t5.device))[0], pooled)
+        t5 = self.frozen_text_encoders()[0]
+        t5_ids = self.tokenize(t5, prompts, self.max_sequence_length)
+        return Conditioning(t5.encoder(t5_ids.to(t5.encoder.device))[0], pooled)
 
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning,
                 meta: torch.Tensor | None = None) -> torch.Tensor:

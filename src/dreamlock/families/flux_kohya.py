@@ -11,41 +11,39 @@ from __future__ import annotations
 
 import re
 
-_QKV = {"to_q": 0, "to_k": 1, "to_v": 2}
-_TXT_QKV = {"add_q_proj": 0, "add_k_proj": 1, "add_v_proj": 2}
-_DOUBLE = {
-    "attn.to_out.0": "img_attn_proj", "attn.to_add_out": "txt_attn_proj",
-    "ff.net.0.proj": "img_mlp_0", "ff.net.2": "img_mlp_2",
-    "ff_context.net.0.proj": "txt_mlp_0", "ff_context.net.2": "txt_mlp_2",
-    "norm1.linear": "img_mod_lin", "norm1_context.linear": "txt_mod_lin",
-}
-_SINGLE = {"proj_out": "linear2", "norm.linear": "modulation_lin"}
-_TOP = {"x_embedder": "img_in", "context_embedder": "txt_in"}
 QKV_RATIOS = (1, 1, 1)
 LINEAR1_RATIOS = (1, 1, 1, 4)  # q, k, v, then the MLP input (mlp_ratio 4)
+_ONE = (1,)
+
+#: diffusers layer (inside a block) -> (BFL layer, part in it, the parts' relative output sizes)
+_DOUBLE = {
+    "attn.to_q": ("img_attn_qkv", 0, QKV_RATIOS), "attn.to_k": ("img_attn_qkv", 1, QKV_RATIOS),
+    "attn.to_v": ("img_attn_qkv", 2, QKV_RATIOS),
+    "attn.add_q_proj": ("txt_attn_qkv", 0, QKV_RATIOS), "attn.add_k_proj": ("txt_attn_qkv", 1, QKV_RATIOS),
+    "attn.add_v_proj": ("txt_attn_qkv", 2, QKV_RATIOS),
+    "attn.to_out.0": ("img_attn_proj", 0, _ONE), "attn.to_add_out": ("txt_attn_proj", 0, _ONE),
+    "ff.net.0.proj": ("img_mlp_0", 0, _ONE), "ff.net.2": ("img_mlp_2", 0, _ONE),
+    "ff_context.net.0.proj": ("txt_mlp_0", 0, _ONE), "ff_context.net.2": ("txt_mlp_2", 0, _ONE),
+    "norm1.linear": ("img_mod_lin", 0, _ONE), "norm1_context.linear": ("txt_mod_lin", 0, _ONE),
+}
+_SINGLE = {
+    "attn.to_q": ("linear1", 0, LINEAR1_RATIOS), "attn.to_k": ("linear1", 1, LINEAR1_RATIOS),
+    "attn.to_v": ("linear1", 2, LINEAR1_RATIOS), "proj_mlp": ("linear1", 3, LINEAR1_RATIOS),
+    "proj_out": ("linear2", 0, _ONE), "norm.linear": ("modulation_lin", 0, _ONE),
+}
+_BLOCKS = ((re.compile(r"transformer_blocks\.(\d+)\.(.+)"), "double_blocks", _DOUBLE),
+           (re.compile(r"single_transformer_blocks\.(\d+)\.(.+)"), "single_blocks", _SINGLE))
+_TOP = {"x_embedder": "img_in", "context_embedder": "txt_in"}
 
 
 def bfl_name(path: str) -> tuple[str, int, tuple[int, ...]] | None:
     """A diffusers FLUX transformer layer path -> (kohya name without the ``lora_unet_`` prefix,
     its part in the fused layer, the parts' relative output sizes); None when BFL has no such layer."""
     if path in _TOP:
-        return _TOP[path], 0, (1,)
-    m = re.fullmatch(r"transformer_blocks\.(\d+)\.(.+)", path)
-    if m:
-        i, rest = m.groups()
-        leaf = rest.removeprefix("attn.")
-        if rest.startswith("attn.") and leaf in _QKV:
-            return f"double_blocks_{i}_img_attn_qkv", _QKV[leaf], QKV_RATIOS
-        if rest.startswith("attn.") and leaf in _TXT_QKV:
-            return f"double_blocks_{i}_txt_attn_qkv", _TXT_QKV[leaf], QKV_RATIOS
-        return (f"double_blocks_{i}_{_DOUBLE[rest]}", 0, (1,)) if rest in _DOUBLE else None
-    m = re.fullmatch(r"single_transformer_blocks\.(\d+)\.(.+)", path)
-    if m:
-        i, rest = m.groups()
-        leaf = rest.removeprefix("attn.")
-        if rest.startswith("attn.") and leaf in _QKV:
-            return f"single_blocks_{i}_linear1", _QKV[leaf], LINEAR1_RATIOS
-        if rest == "proj_mlp":
-            return f"single_blocks_{i}_linear1", 3, LINEAR1_RATIOS
-        return (f"single_blocks_{i}_{_SINGLE[rest]}", 0, (1,)) if rest in _SINGLE else None
+        return _TOP[path], 0, _ONE
+    for pattern, prefix, layers in _BLOCKS:
+        m = pattern.fullmatch(path)
+        if m and m.group(2) in layers:
+            name, part, ratios = layers[m.group(2)]
+            return f"{prefix}_{m.group(1)}_{name}", part, ratios
     return None

@@ -39,12 +39,13 @@ class SD3Adapter(FlowFamily):
         return int(self.denoiser.config.sample_size) * self.vae_scale_factor
 
     def _t5_states(self, prompts: list[str]) -> torch.Tensor:
-        t5 = self.pipe.text_encoder_3
-        if t5 is None:
+        present = self.frozen_text_encoders()
+        if not present:
             width = self.denoiser.config.joint_attention_dim
             return torch.zeros(len(prompts), self.max_sequence_length, width, device=self.denoiser.device)
-        ids = self.tokenize_t5(self.pipe.tokenizer_3, prompts, self.max_sequence_length)
-        return t5(ids.to(t5.device))[0]
+        t5 = present[0]
+        ids = self.tokenize(t5, prompts, self.max_sequence_length)
+        return t5.encoder(ids.to(t5.encoder.device))[0]
 
     def encode_text(self, prompts: list[str]) -> Conditioning:
         states, pooled = [], []

@@ -25,7 +25,7 @@ from dreamlock.training.buckets import bucket_step, image_meta, square_meta, tra
 from dreamlock.training.data import Bucket, PromptEncoder, TrainData, encode_set
 from dreamlock.training.dataset import instance_examples
 from dreamlock.training.loop import Trainer
-from dreamlock.training.precision import choose_base_dtype, choose_precision
+from dreamlock.training.precision import choose_base_dtype, choose_precision, training_device_type
 from dreamlock.training.prior import class_images
 from dreamlock.training.selection import make_selector
 from dreamlock.training.text_cache import cache_and_release
@@ -34,7 +34,7 @@ from dreamlock.training.validate import validate_config
 
 
 def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
-    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    device_type = training_device_type()
     precision = choose_precision(config.mixed_precision, device_type)
     if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
         AcceleratorState._reset_state()  # one process, several runs (the Python API): each with its own precision
@@ -59,17 +59,16 @@ def build_data(config: TrainConfig, adapter, phase: Phases | None = None) -> Tra
                 config.class_generation_steps, config.class_generation_guidance, config.seed,
             )
     with phase("latents"):
-        return TrainData(_encode_buckets(config, adapter, examples, sizes, meta, class_paths), config.train_batch_size,
-                         config.seed, config.caption_dropout)
+        buckets = _encode_buckets(config, adapter, paths, [e.prompt for e in examples], sizes, meta, class_paths)
+        return TrainData(buckets, config.train_batch_size, config.seed, config.caption_dropout)
 
 
-def _encode_buckets(config: TrainConfig, adapter, examples, sizes, meta, class_paths) -> list[Bucket]:
-    paths = [e.image for e in examples]
+def _encode_buckets(config: TrainConfig, adapter, paths, prompts, sizes, meta, class_paths) -> list[Bucket]:
     buckets = []
     for size in sorted(set(sizes), key=lambda s: (s != (config.resolution,) * 2, s)):  # the square one first
         chosen = [i for i, s in enumerate(sizes) if s == size]
         label = f"encoding instance images at {size[0]}x{size[1]}"
-        instance = encode_set(adapter, [paths[i] for i in chosen], [examples[i].prompt for i in chosen], size,
+        instance = encode_set(adapter, [paths[i] for i in chosen], [prompts[i] for i in chosen], size,
                               config.random_flip, meta[chosen], label=label)
         klass = None
         if class_paths is not None:
@@ -102,8 +101,7 @@ def scheduler_overrides(config: TrainConfig) -> dict:
 def load_adapter(config: TrainConfig) -> ModelFamily:
     """The base model through its family's adapter, with the run's noise-schedule settings."""
     family = get_family(config.family or detect_family(config.base, config.base_config))
-    device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = choose_base_dtype(config.base_dtype, device_type, "pipeline" in get_method(config.method).produces)
+    dtype = choose_base_dtype(config.base_dtype, training_device_type(), "pipeline" in get_method(config.method).produces)
     adapter = family.load(config.base, config.base_config, config.allow_pickle, dtype=dtype,
                           without=dropped(config, family), quantize=config.quantize_base)
     if config.zero_terminal_snr:

@@ -51,7 +51,7 @@ class PromptEncoder:
     def __init__(self, adapter: ModelFamily, cache: bool):
         self.adapter = adapter
         self.cache: dict[str, Conditioning] | None = {} if cache else None
-        self.frozen = False  # set once the frozen encoders are gone: no new prompt can be encoded
+        self.frozen = False  # set once the text encoders are released: no new prompt can be encoded
 
     def __call__(self, prompts: list[str]) -> Conditioning:
         if self.cache is None:

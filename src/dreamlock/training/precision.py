@@ -19,6 +19,11 @@ def cpu_has_amx() -> bool:
     return "AMX" in torch.backends.cpu.get_cpu_capability().upper()
 
 
+def training_device_type() -> str:
+    """Where training runs: "cuda" when a GPU is visible, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -97,8 +97,10 @@ def cache_and_release(prompts, data, method, config, run_dir: Path) -> bool:
     path = run_dir / CACHE_FILE
     device = adapter.denoiser.device
     prompts.cache.update({p: c.to(device) for p, c in load_cache(path, config).items()})
+    stored = len(prompts.cache)
     prompts(training_prompts(data, method, config))  # encodes what the file lacked
-    save_cache(path, config, prompts.cache)
+    if len(prompts.cache) > stored:
+        save_cache(path, config, prompts.cache)
     adapter.release(text_encoders=True, vae=True)
     gc.collect()
     if torch.cuda.is_available():
