@@ -128,7 +128,8 @@ def bare_step_seconds(trainer, n: int) -> list[float]:
     from dreamlock.training.dataset import step_generator
 
     gen = step_generator(0, 0, salt=10)
-    latents, prompts, _, meta = trainer.data.batch(0, gen)
+    batch = trainer.data.batch(0, gen)
+    latents, prompts, meta = batch.latents, batch.prompts, batch.meta
     noise, t = trainer._noise(latents, gen)
     device = trainer.accelerator.device
     latents, noise, t, meta = latents.to(device), noise.to(device), t.to(device), meta.to(device)

@@ -33,14 +33,16 @@ def world(tmp_path_factory, tiny_bases, images_writer):
     for image in captioned.glob("*.png"):
         image.with_suffix(".txt").write_text("a photo of a dog")
     run = train(base=str(tiny_base), data=str(data), output=str(root / "run"), method="lora", class_word="dog",
-                max_train_steps=1, resolution=32, checkpointing_steps=1)
+                max_train_steps=2, resolution=32, checkpointing_steps=1)
     ti = train(base=str(tiny_base), data=str(data), output=str(root / "ti"), method="ti", class_word="dog",
                max_train_steps=1, resolution=32)
     no_unet = root / "no-unet"
     shutil.copytree(tiny_base, no_unet)
     shutil.rmtree(no_unet / "unet")
+    (root / "lora.bin").write_bytes(b"not even a pickle")
     return {"root": root, "base": tiny_base, "data": data, "run": run, "ti": ti, "photos": photos,
-            "captioned": captioned, "no_unet": no_unet}
+            "captioned": captioned, "no_unet": no_unet, "flux": tiny_bases["flux"],
+            "ip2p": tiny_bases["ip2p"]}
 
 
 def _train(w, *extra: str) -> list[str]:
@@ -67,6 +69,10 @@ CASES = [
     ("resume from a folder that is not a checkpoint", lambda w: _train(w, "--resume", str(w["photos"])),
      "not a checkpoint folder"),
     ("resume latest without checkpoints", lambda w: _train(w, "--resume", "latest"), "no checkpoint"),
+    ("resume another run's checkpoint", lambda w: _train(w, "--resume", str(w["run"] / "checkpoints" / "checkpoint-1")),
+     "a checkpoint of another run"),
+    ("output inside a file", lambda w: _train(w)[:5] + ["--output", str(next(w["data"].glob("*.png")) / "run"),
+                                                        *_train(w)[7:]], "is a file, not a folder"),
     # train: keys and values
     ("unknown config key", lambda w: _train(w, "--set", "learning_rat=1e-4"), "unknown key 'learning_rat'"),
     ("wrong type", lambda w: _train(w, "--set", "rank=x"), "key 'rank'"),
@@ -82,10 +88,34 @@ CASES = [
      "weighting_scheme is for flow-matching models"),
     ("drop_t5 on a model without T5", lambda w: _train(w, "--set", "drop_t5=true"), "drop_t5 is for SD3"),
     ("NF4 without a GPU", lambda w: _train(w, "--memory-preset", "12gb"), "needs a CUDA GPU"),
+    # the edit route
+    ("ip2p data without the images before the edit", lambda w: _train(w, "--method", "ip2p"), "no image before the edit"),
+    ("ip2p with prior preservation", lambda w: _train(w, "--method", "ip2p", "--prior-preservation"),
+     "prior preservation does not apply"),
+    ("samples while training an image editor", lambda w: ["train", "--base", str(w["ip2p"]), "--data", str(w["data"]),
+                                                          "--output", str(w["root"] / "r8"), "--set",
+                                                          "validation_prompt=['a dog']"],
+     "validation_prompt generates from a prompt alone"),
+    ("ip2p from a FLUX base", lambda w: ["train", "--base", str(w["flux"]), "--data", str(w["data"]), "--output",
+                                         str(w["root"] / "r7"), "--method", "ip2p"], "it starts from a ip2p or sd model"),
+    ("generate from an image editor", lambda w: ["generate", str(w["ip2p"]), "--prompt", "a dog"], "is an image editor"),
+    ("edit with a text-to-image model", lambda w: ["edit", str(w["base"]), str(next(w["data"].glob("*.png"))),
+                                                   "-i", "make it red"], "not an image editor"),
+    ("edit a missing image", lambda w: ["edit", str(w["ip2p"]), str(w["root"] / "nope.png"), "-i", "make it red"],
+     "cannot read the image to edit"),
+    ("edit with an empty instruction", lambda w: ["edit", str(w["ip2p"]), str(next(w["data"].glob("*.png"))),
+                                                  "-i", " "], "--instruction is empty"),
     # generate
     ("generate from a missing folder", lambda w: ["generate", str(w["root"] / "nope"), "--prompt", "a dog"],
      "base model not found"),
     ("generate an empty prompt", lambda w: ["generate", str(w["run"]), "--prompt", " "], "--prompt is empty"),
+    ("generate with a LoRA for another family", lambda w: ["generate", str(w["flux"]), "--prompt", "a dog", "--lora",
+                                                           str(w["run"] / "final" / "pytorch_lora_weights.safetensors")],
+     "made for another model family"),
+    ("generate with a pickled LoRA", lambda w: ["generate", str(w["base"]), "--prompt", "a dog", "--lora",
+                                                str(w["root"] / "lora.bin")], "can run arbitrary code"),
+    ("generate with a missing LoRA", lambda w: ["generate", str(w["base"]), "--prompt", "a dog", "--lora",
+                                                str(w["root"] / "nope.safetensors")], "LoRA file not found"),
     ("generate from a checkpoint that is not kept", lambda w: ["generate", str(w["run"]), "--prompt", "a dog",
                                                                "--checkpoint", "999"], "999"),
     # export
@@ -107,6 +137,22 @@ CASES = [
     ("evaluate without references", lambda w: ["evaluate", str(w["run"]), "--reference", str(w["root"] / "empty")],
      "empty"),
 ]
+
+
+def test_a_trigger_the_tokenizer_splits_warns_and_trains(world):
+    """Not an error: one ``warning:`` line naming the pieces and the fix; the run goes on."""
+    out = world["root"] / "split-trigger"
+    result = CliRunner().invoke(app, ["train", "--base", str(world["base"]), "--data", str(world["data"]), "--output",
+                                      str(out), "--trigger", "qzxv", "--class-word", "dog", "--steps", "1",
+                                      "--set", "resolution=32", "--no-prior-preservation"])
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert result.exit_code == 0, result.stderr[-500:]
+    assert len(warnings) == 1 and "trigger 'qzxv' splits into 4 tokens (q z x v)" in warnings[0], result.stderr[-500:]
+    assert (out / "run.json").is_file()
+    quiet = CliRunner().invoke(app, ["train", "--base", str(world["base"]), "--data", str(world["data"]), "--output",
+                                     str(world["root"] / "one-token"), "--trigger", "sks", "--class-word", "dog",
+                                     "--steps", "1", "--set", "resolution=32", "--no-prior-preservation"])
+    assert quiet.exit_code == 0 and "warning:" not in quiet.stderr, quiet.stderr[-500:]
 
 
 @pytest.mark.parametrize("name, args, says", CASES, ids=[c[0] for c in CASES])

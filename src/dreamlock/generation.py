@@ -14,6 +14,7 @@ from dreamlock.grid import make_grid
 from dreamlock.families import family_of_pipeline
 from dreamlock.pipelines import load_pipeline
 from dreamlock.runs import RunInfo
+from dreamlock.user_weights import add_embedding, add_lora
 
 
 class Generator:
@@ -60,6 +61,9 @@ class Generator:
     def images(self, prompt: str, seeds: list[int], steps: int = 30, guidance: float = 7.5,
                negative_prompt: str | None = None, batch_size: int = 8) -> list[Image.Image]:
         """One image per seed, in seed order (each seed gives the same image in any batch)."""
+        if family_of_pipeline(self.pipe).condition_kind is not None:
+            raise UserError(f"{self.source} is an image editor (InstructPix2Pix): it draws from an image, not from a "
+                            "prompt alone; use `dreamlock edit MODEL IMAGE --instruction ...`")
         out: list[Image.Image] = []
         text = self.rewrite(prompt)
         for start in range(0, len(seeds), batch_size):
@@ -71,14 +75,30 @@ class Generator:
         return out
 
 
-def load_generator(run_or_model: str | Path, lora_scale: float = 1.0) -> Generator:
-    """Load a run folder (or a model folder / file / hub id, or ``toy``) ready to generate."""
+def load_generator(run_or_model: str | Path, lora_scale: float = 1.0, loras: list[str] = (),
+                   embeddings: list[str] = (), allow_pickle: bool = False) -> Generator:
+    """Load a run folder (or a model folder / file / hub id, or ``toy``) ready to generate, with the
+    user's own LoRA and embedding files (``user_weights``) on top."""
     from dreamlock.runs import is_run
     from dreamlock.toyworld.paths import resolve_model
 
     source = run_or_model if is_run(Path(run_or_model)) else resolve_model(str(run_or_model))
     pipe, info = load_pipeline(source, lora_scale=lora_scale)
+    add_user_weights(pipe, lora_scale, loras, embeddings, allow_pickle)
     return Generator(pipe, info, source)
+
+
+def add_user_weights(pipe, lora_scale: float, loras, embeddings, allow_pickle: bool) -> None:
+    """Stack the given LoRA files (each at ``lora_scale``, beside a run's own) and load embeddings."""
+    family = family_of_pipeline(pipe)
+    for path in embeddings:
+        add_embedding(pipe, family, path, allow_pickle=allow_pickle)
+    if not loras:
+        return
+    for i, path in enumerate(loras):
+        add_lora(pipe, family, path, f"user{i}", allow_pickle)
+    names = sorted({name for names in pipe.get_list_adapters().values() for name in names})
+    pipe.set_adapters(names, adapter_weights=[lora_scale] * len(names))
 
 
 def _slug(text: str) -> str:
@@ -87,16 +107,18 @@ def _slug(text: str) -> str:
 
 def generate(run_or_model: str | Path, prompts: list[str] | str, n: int = 4, seed: int = 0, steps: int = 30,
              guidance: float | None = None, lora_scale: float = 1.0, out: str | Path = "generated", grid: bool = False,
-             negative_prompt: str | None = None) -> list[Path]:
+             negative_prompt: str | None = None, loras: list[str] = (), embeddings: list[str] = (),
+             allow_pickle: bool = False) -> list[Path]:
     """Generate ``n`` images per prompt (seeds ``seed``..``seed+n-1``); return the written files.
 
-    ``guidance`` None: the model's recommendation (``dreamlock.json``), else 7.5."""
+    ``guidance`` None: the model's recommendation (``dreamlock.json``), else 7.5. ``loras`` /
+    ``embeddings``: the user's own files on top (embeddings' tokens: the file name, A1111-style)."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or not all(p.strip() for p in prompts):
         raise UserError("--prompt is empty; give at least one prompt, e.g. --prompt 'a photo of sks dog on the beach'")
     if n < 1 or steps < 1:
         raise UserError("-n and --steps must be at least 1")
-    generator = load_generator(run_or_model, lora_scale)
+    generator = load_generator(run_or_model, lora_scale, loras, embeddings, allow_pickle)
     if guidance is None:
         recommended = generator.default_guidance
         guidance = recommended if recommended is not None else 7.5

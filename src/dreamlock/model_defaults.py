@@ -21,10 +21,13 @@ DEFAULTS_FILE = "dreamlock.json"
 TOY_WORLD = "toy"
 
 
-def write_model_defaults(folder: str | Path, guidance: float | None = None, world: str | None = None) -> Path:
-    """Write ``dreamlock.json`` into a model folder (only the keys given)."""
+def write_model_defaults(folder: str | Path, guidance: float | None = None, world: str | None = None,
+                         image_guidance: float | None = None) -> Path:
+    """Write ``dreamlock.json`` into a model folder (only the keys given; ``image_guidance``: an
+    image editor's recommended image guidance)."""
     path = Path(folder) / DEFAULTS_FILE
-    values = {k: v for k, v in (("guidance", guidance), ("world", world)) if v is not None}
+    values = {k: v for k, v in (("guidance", guidance), ("world", world), ("image_guidance", image_guidance))
+              if v is not None}
     path.write_text(json.dumps(values, indent=2) + "\n")
     return path
 
@@ -58,12 +61,13 @@ def world_of(run_or_model: str | Path) -> str | None:
     return model_world(read_run(path).base if is_run(path) else path)
 
 
-def model_guidance(folder: str | Path | None) -> float | None:
-    """The guidance a model folder recommends, or None (no folder, no file, no key)."""
-    value = _read_key(folder, "guidance")
+def model_guidance(folder: str | Path | None, key: str = "guidance") -> float | None:
+    """The guidance a model folder recommends (``key="image_guidance"``: an editor's image guidance),
+    or None (no folder, no file, no key)."""
+    value = _read_key(folder, key)
     path = Path(folder) / DEFAULTS_FILE if folder is not None else None
     if value is None:
         return None
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise UserError(f"{path}: \"guidance\" must be a number, got {value!r}")
+        raise UserError(f"{path}: \"{key}\" must be a number, got {value!r}")
     return float(value)

@@ -113,3 +113,10 @@ def track(items, label: str, show: bool = True):
         for item in items:
             yield item
             bar.advance()
+
+
+def warn(message: str, console: Console | None = None) -> None:
+    """One ``warning:`` line on stderr: something the user may want to change, but the work goes on."""
+    from rich.markup import escape
+
+    (console or Console(stderr=True)).print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)

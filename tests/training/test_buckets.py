@@ -55,9 +55,9 @@ def test_training_draws_whole_batches_from_one_bucket(make_config, tmp_path):
         assert b.klass.latents.shape[1:] == b.instance.latents.shape[1:]  # class images fitted to it
     shapes = set()
     for number in range(12):
-        latents, prompts, n_inst, meta = trainer.data.batch(number, step_generator(0, number))
-        assert latents.shape[0] == len(prompts) == meta.shape[0] == 4 and n_inst == 2
-        shapes.add(tuple(latents.shape[-2:]))
+        batch = trainer.data.batch(number, step_generator(0, number))
+        assert batch.latents.shape[0] == len(batch.prompts) == batch.meta.shape[0] == 4 and batch.n_instance == 2
+        shapes.add(tuple(batch.latents.shape[-2:]))
     assert shapes == {(16, 16), tuple(buckets[1].instance.latents.shape[-2:])}
     losses = [trainer.optimizer_step()["loss"] for _ in range(3)]
     assert all(math.isfinite(x) for x in losses)

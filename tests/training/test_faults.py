@@ -3,6 +3,8 @@ before the weights change, naming the step and the checkpoint to resume from."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -57,3 +59,19 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(make, monkeypatc
     assert "\n" not in str(e.value)
     assert ckpt.checkpoint_dirs(trainer.run_dir) == good and not list((trainer.run_dir / "checkpoints").glob(".*"))
     torch.load(good[0] / "optimizer.pt", weights_only=True)
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_without_resume(make):
+    """What such a kill leaves (config, logs, a half-written checkpoint folder) is not a run to protect:
+    the same command starts over; a run with a complete checkpoint is still refused."""
+    from dreamlock.errors import UserError
+    from dreamlock.training.validate import check_paths
+
+    config = make(checkpointing_steps=1)
+    run = config.output
+    (tmp := Path(run) / "checkpoints" / ".checkpoint-1.tmp").mkdir(parents=True)
+    (tmp.parent.parent / "config.toml").write_text("")
+    check_paths(config)
+    (tmp.parent / "checkpoint-1").mkdir()
+    with pytest.raises(UserError, match="already holds a run"):
+        check_paths(config)

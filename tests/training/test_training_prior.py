@@ -86,3 +86,31 @@ def test_interrupted_class_generation_resumes_without_redoing_work(tmp_path):
     assert len(paths) == 6 and [p.read_bytes() for p in paths[:2]] == kept
     assert not list(folder.glob(".*.tmp"))  # the half-written file was replaced, then renamed into place
     assert all(p.suffix == ".png" for p in paths)
+
+
+def test_a_full_disk_during_class_generation_keeps_the_finished_images(tmp_path, monkeypatch):
+    import errno
+
+    import pytest
+    from PIL import Image
+
+    from dreamlock.errors import WorkError
+
+    args = dict(base="some/model", class_prompt="a photo of a dog", num=4, resolution=8, user_dir=None,
+                cache_root=tmp_path, batch_size=4, steps=1, guidance=1.0, seed=0)
+    save, saved = Image.Image.save, []
+
+    def save_until_full(self, fp, *a, **k):
+        if len(saved) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        saved.append(fp)
+        return save(self, fp, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "save", save_until_full)
+    with pytest.raises(WorkError, match=r"could not write class images in .*: No space left on device; the 2 "
+                                        r"finished this time are kept; free space there") as e:
+        class_images(lambda: _Pipe(), **args)
+    assert "\n" not in str(e.value)
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert sorted(p.name for p in folder.iterdir() if p.suffix == ".png") == ["class-00000.png", "class-00001.png"]
+    assert not list(folder.glob(".*"))  # no half-written image left behind

@@ -33,7 +33,7 @@ def test_trigger_absent_from_caption(make_config, tmp_path, images_writer):
 
 
 def test_existing_run_needs_resume(make_config, tmp_path):
-    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "checkpoint-1").mkdir(parents=True)
     with pytest.raises(UserError, match="--resume latest"):
         validate_config(make_config())
 

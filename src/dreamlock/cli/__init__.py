@@ -18,7 +18,7 @@ app = typer.Typer(
 )
 
 # One module per command; each registers its command on `app` when imported.
-COMMAND_MODULES = ["prepare", "caption", "train", "generate", "evaluate", "export", "demo"]
+COMMAND_MODULES = ["prepare", "caption", "train", "generate", "edit", "evaluate", "export", "demo"]
 
 
 def _register_commands() -> None:

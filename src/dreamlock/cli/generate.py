@@ -23,10 +23,17 @@ def generate(
     negative_prompt: Optional[str] = typer.Option(None, help="negative prompt"),
     out: Path = typer.Option(Path("generated"), help="output folder"),
     grid: bool = typer.Option(False, "--grid", help="also write one grid per prompt"),
+    lora: list[Path] = typer.Option([], "--lora", help="a LoRA file (diffusers or kohya keys) to apply on top; repeatable"),
+    embedding: list[Path] = typer.Option([], "--embedding", help="an embedding file (A1111 or diffusers); its token is "
+                                         "the file name (A1111) or its key; repeatable"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow pickled .bin/.pt LoRA or embedding files "
+                                      "(read with torch's weights-only loader)"),
     checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="use checkpoint STEP of the run instead of final/ "
                                              "(with select_best, final/ is the chosen checkpoint)"),
 ) -> None:
     from dreamlock.generation import generate as generate_api
 
-    files = run_api(lambda: generate_api(_checkpoint(run_or_model, checkpoint), prompt, n, seed, steps, guidance, lora_scale, out, grid, negative_prompt))
+    files = run_api(lambda: generate_api(_checkpoint(run_or_model, checkpoint), prompt, n, seed, steps, guidance,
+                                         lora_scale, out, grid, negative_prompt, [str(p) for p in lora],
+                                         [str(p) for p in embedding], allow_pickle))
     console.print(f"[green]done:[/] {len(files)} file(s) in {out}")

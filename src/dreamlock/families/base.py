@@ -76,6 +76,9 @@ class ModelFamily:
     trains_with_guidance: ClassVar[bool] = False
     #: the classifier-free (FLUX.1-dev: distilled) guidance a model of the family samples well with
     default_guidance: ClassVar[float] = 7.5
+    #: what the denoiser sees besides text: None, or "image" (an image to edit: InstructPix2Pix),
+    #: encoded by ``encode_condition`` and passed in the Conditioning's ``extras["image"]``
+    condition_kind: ClassVar[str | None] = None
     #: extra keyword arguments the pipeline class needs when built from components
     pipeline_kwargs: ClassVar[dict] = {}
     #: extra keyword arguments of ``from_pretrained`` / ``from_single_file``
@@ -219,6 +222,10 @@ class ModelFamily:
         dist = self.vae.encode(pixels.to(self.vae.device, vae_dtype)).latent_dist
         shift = getattr(self.vae_config, "shift_factor", None) or 0.0  # SD3 / FLUX VAEs have one
         return (dist.mean.float() - shift) * self.vae_config.scaling_factor
+
+    def encode_condition(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The per-image condition of families with a ``condition_kind`` (pixels in [-1, 1])."""
+        raise NotImplementedError(f"the {self.name} family takes no image condition")
 
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning,
                 meta: torch.Tensor | None = None) -> torch.Tensor:

@@ -256,8 +256,16 @@ def build_flux_pipeline(arch: FlowArch, words: Iterable[str], tokenizer_dir: Pat
     )
 
 
-BUILDERS = {"sd": build_sd_pipeline, "sdxl": build_sdxl_pipeline, "sd3": build_sd3_pipeline, "flux": build_flux_pipeline}
-ARCHS = {"sd": SDArch, "sdxl": SDArch, "sd3": FlowArch, "flux": FlowArch}
+def build_ip2p_pipeline(arch: SDArch, words: Iterable[str], tokenizer_dir: Path, seed: int = 0):
+    """A random SD pipeline turned into InstructPix2Pix (8-channel UNet input; ``families/ip2p.py``)."""
+    from dreamlock.families.ip2p import from_sd
+
+    return from_sd(build_sd_pipeline(arch, words, tokenizer_dir, seed))
+
+
+BUILDERS = {"sd": build_sd_pipeline, "sdxl": build_sdxl_pipeline, "sd3": build_sd3_pipeline, "flux": build_flux_pipeline,
+            "ip2p": build_ip2p_pipeline}
+ARCHS = {"sd": SDArch, "sdxl": SDArch, "sd3": FlowArch, "flux": FlowArch, "ip2p": SDArch}
 
 TINY_WORDS = (
     "a photo of the on in with and dog cat star heart red green blue yellow beach snow forest "

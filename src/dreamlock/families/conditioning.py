@@ -31,6 +31,10 @@ class Conditioning:
     def to(self, *args, **kwargs) -> "Conditioning":
         return self._map(lambda t: t.to(*args, **kwargs))
 
+    def with_extras(self, **tensors: torch.Tensor) -> "Conditioning":
+        """The same conditioning with more per-row tensors (an image to edit: ``image=``)."""
+        return Conditioning(self.embeds, self.pooled, self.extras | tensors)
+
     def rows(self) -> list["Conditioning"]:
         """One single-prompt conditioning per row (what a prompt cache stores)."""
         return [self._map(lambda t, i=i: t[i:i + 1]) for i in range(len(self))]

@@ -14,6 +14,7 @@ METHODS: dict[str, str] = {
     "lora": "dreamlock.methods.lora:LoRA",
     "ti": "dreamlock.methods.ti:TextualInversion",
     "pivotal": "dreamlock.methods.pivotal:PivotalTuning",
+    "ip2p": "dreamlock.methods.ip2p:InstructPix2Pix",
 }
 
 

@@ -16,21 +16,22 @@ from dreamlock.errors import UserError
 from dreamlock.families.base import ModelFamily
 from dreamlock.families.objectives import ZERO_TERMINAL_SNR
 from dreamlock.model_defaults import model_guidance
-from dreamlock.families import detect_family, get_family
+from dreamlock.progress import warn
+from dreamlock.families import get_family
 from dreamlock.methods import build_method, get_method
 from dreamlock.runs import RunInfo, final_dir, write_run
 from dreamlock.training import checkpoint as ckpt
 from dreamlock.training.config import TrainConfig
 from dreamlock.training.buckets import bucket_step, image_meta, square_meta, training_sizes
 from dreamlock.training.data import Bucket, PromptEncoder, TrainData, encode_set
-from dreamlock.training.dataset import instance_examples
+from dreamlock.training.dataset import input_image, instance_examples
 from dreamlock.training.loop import Trainer
 from dreamlock.training.precision import choose_base_dtype, choose_precision, training_device_type
 from dreamlock.training.prior import class_images
 from dreamlock.training.selection import make_selector
 from dreamlock.training.text_cache import cache_and_release
 from dreamlock.training.timing import Phases
-from dreamlock.training.validate import validate_config
+from dreamlock.training.validate import training_family, trigger_split_warning, validate_config
 
 
 def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
@@ -58,18 +59,21 @@ def build_data(config: TrainConfig, adapter, phase: Phases | None = None) -> Tra
                 config.resolution, config.class_data_dir, config.class_cache_dir, config.sample_batch_size,
                 config.class_generation_steps, config.class_generation_guidance, config.seed,
             )
+    inputs = [input_image(p) for p in paths] if adapter.condition_kind == "image" else None
     with phase("latents"):
-        buckets = _encode_buckets(config, adapter, paths, [e.prompt for e in examples], sizes, meta, class_paths)
-        return TrainData(buckets, config.train_batch_size, config.seed, config.caption_dropout)
+        buckets = _encode_buckets(config, adapter, paths, [e.prompt for e in examples], sizes, meta, class_paths, inputs)
+        return TrainData(buckets, config.train_batch_size, config.seed, config.caption_dropout, config.condition_dropout)
 
 
-def _encode_buckets(config: TrainConfig, adapter, paths, prompts, sizes, meta, class_paths) -> list[Bucket]:
+def _encode_buckets(config: TrainConfig, adapter, paths, prompts, sizes, meta, class_paths, inputs) -> list[Bucket]:
+    """``inputs``: each instance image's image before the edit (image-editing families), else None."""
     buckets = []
     for size in sorted(set(sizes), key=lambda s: (s != (config.resolution,) * 2, s)):  # the square one first
         chosen = [i for i, s in enumerate(sizes) if s == size]
         label = f"encoding instance images at {size[0]}x{size[1]}"
         instance = encode_set(adapter, [paths[i] for i in chosen], [prompts[i] for i in chosen], size,
-                              config.random_flip, meta[chosen], label=label)
+                              config.random_flip, meta[chosen], label=label,
+                              condition_paths=None if inputs is None else [inputs[i] for i in chosen])
         klass = None
         if class_paths is not None:
             klass = encode_set(adapter, class_paths, [config.effective_class_prompt] * len(class_paths), size,
@@ -100,7 +104,7 @@ def scheduler_overrides(config: TrainConfig) -> dict:
 
 def load_adapter(config: TrainConfig) -> ModelFamily:
     """The base model through its family's adapter, with the run's noise-schedule settings."""
-    family = get_family(config.family or detect_family(config.base, config.base_config))
+    family = get_family(training_family(config))
     dtype = choose_base_dtype(config.base_dtype, training_device_type(), "pipeline" in get_method(config.method).produces)
     adapter = family.load(config.base, config.base_config, config.allow_pickle, dtype=dtype,
                           without=dropped(config, family), quantize=config.quantize_base)
@@ -139,6 +143,8 @@ def prepare_trainer(config: TrainConfig) -> Trainer:
     seed_everything(config.seed)
     with phase("load"):
         adapter = load_adapter(config)
+    if (split := trigger_split_warning(config, adapter)) and not config.resume:
+        warn(split)
     config = with_model_defaults(with_model_guidance(config, adapter), adapter)  # before config.toml records them
     run_dir = Path(config.output)
     run_dir.mkdir(parents=True, exist_ok=True)

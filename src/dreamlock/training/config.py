@@ -32,10 +32,11 @@ class TrainConfig(StrictModel):
     base: str = Field(description="base model: diffusers folder, .safetensors file, hub id, or toy (the built-in toy base)")
     base_config: str | None = Field(None, description="diffusers folder giving the config of a single-file base")
     allow_pickle: bool = False
-    data: Path = Field(description="folder of instance images (+ optional .txt captions)")
+    data: Path = Field(description="folder of instance images (+ optional .txt captions); method ip2p: edited images "
+                                   "with instruction captions, and the images before the edit in input/")
     output: Path = Field(description="run folder to write")
     family: str | None = None  # default: detected from the base model (model_index.json)
-    method: str = "lora"  # a name in methods.METHODS: full | lora | ti | pivotal
+    method: str = "lora"  # a name in methods.METHODS: full | lora | ti | pivotal | ip2p
     trigger: str | None = "sks"
     class_word: str | None = None
     instance_prompt: str | None = None  # default: "a photo of {trigger} {class_word}" unless captions exist
@@ -91,6 +92,9 @@ class TrainConfig(StrictModel):
     noise_offset: float = Field(0.0, ge=0)
     random_flip: bool = False
     caption_dropout: float = Field(0.0, ge=0, le=1)
+    # image-conditioned models (method ip2p): share of examples trained without the image to edit
+    # (learns the image-unconditional branch that image guidance needs; the InstructPix2Pix paper: 0.05)
+    condition_dropout: float = Field(0.0, ge=0, le=1)
     use_ema: bool = False
     ema_decay: float = 0.999
     seed: int = 0

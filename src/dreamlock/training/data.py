@@ -1,6 +1,6 @@
 """Training tensors, prepared once: instance/class latents (cached) and prompt embeddings.
 
-``TrainData.batch(number, generator)`` returns the latents and prompts of one micro-batch; its
+``TrainData.batch(number, generator)`` returns one micro-batch (a ``Batch``); its
 choices depend only on the batch number and the generator, so resumed runs see the same batches.
 """
 
@@ -19,30 +19,53 @@ from dreamlock.training.dataset import batch_indices, load_pixels, to_model_rang
 @dataclass
 class ImageSet:
     """Latents of a set of same-size images (and of their mirror images when flipping is on), with
-    prompts and per-image size conditioning ([N, 4], see ``training/buckets.py``)."""
+    prompts, per-image size conditioning ([N, 4], see ``training/buckets.py``) and, for families
+    with a ``condition_kind``, each image's condition (InstructPix2Pix: the image before the edit)."""
 
     latents: torch.Tensor
     flipped: torch.Tensor | None
     prompts: list[str]
     meta: torch.Tensor
+    condition: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (as is, mirrored)
 
     def __len__(self) -> int:
         return len(self.prompts)
 
 
-def encode_set(adapter: ModelFamily, paths, prompts: list[str], size: int | tuple[int, int], flip: bool,
-               meta: torch.Tensor, chunk: int = 64, label: str = "encoding images") -> ImageSet:
-    """Encode images at ``size`` to latents in chunks, with a progress bar."""
-    pixels = load_pixels(paths, size)
+@dataclass
+class Batch:
+    """One micro-batch: instance examples first, then class examples."""
+
+    latents: torch.Tensor
+    prompts: list[str]
+    n_instance: int
+    meta: torch.Tensor
+    condition: torch.Tensor | None = None
+
+
+def _encode(encode, pixels: torch.Tensor, flip: bool, chunk: int, bar) -> tuple[torch.Tensor, torch.Tensor | None]:
     outs, flips = [], []
-    with progress(label, len(paths)) as bar:
-        for start in range(0, len(paths), chunk):
-            part = to_model_range(pixels[start:start + chunk])
-            outs.append(adapter.encode_images(part).cpu())
-            if flip:
-                flips.append(adapter.encode_images(part.flip(-1)).cpu())
+    for start in range(0, len(pixels), chunk):
+        part = to_model_range(pixels[start:start + chunk])
+        outs.append(encode(part).cpu())
+        if flip:
+            flips.append(encode(part.flip(-1)).cpu())
+        if bar is not None:
             bar.advance(len(part))
-    return ImageSet(torch.cat(outs), torch.cat(flips) if flip else None, list(prompts), meta)
+    return torch.cat(outs), torch.cat(flips) if flip else None
+
+
+def encode_set(adapter: ModelFamily, paths, prompts: list[str], size: int | tuple[int, int], flip: bool,
+               meta: torch.Tensor, chunk: int = 64, label: str = "encoding images",
+               condition_paths=None) -> ImageSet:
+    """Encode images at ``size`` to latents in chunks, with a progress bar (and their condition
+    images, same size, same flips, through ``adapter.encode_condition``)."""
+    with progress(label, len(paths)) as bar:
+        latents, flipped = _encode(adapter.encode_images, load_pixels(paths, size), flip, chunk, bar)
+    condition = None
+    if condition_paths is not None:
+        condition = _encode(adapter.encode_condition, load_pixels(condition_paths, size), flip, chunk, None)
+    return ImageSet(latents, flipped, list(prompts), meta, condition)
 
 
 class PromptEncoder:
@@ -83,6 +106,7 @@ class TrainData:
     batch_size: int
     seed: int
     caption_dropout: float
+    condition_dropout: float = 0.0
 
     @property
     def instance(self) -> ImageSet:
@@ -93,17 +117,23 @@ class TrainData:
     def klass(self) -> ImageSet | None:
         return self.buckets[0].klass
 
-    def _pick(self, images: ImageSet, number: int, gen: torch.Generator, seed: int, dropout: float):
+    def _pick(self, images: ImageSet, number: int, gen: torch.Generator, seed: int, dropout: float) -> Batch:
         idx = batch_indices(len(images), self.batch_size, number, seed)
         latents = images.latents[idx]
+        condition = images.condition[0][idx] if images.condition is not None else None
         if images.flipped is not None:
             flip = torch.rand(len(idx), generator=gen) < 0.5
             latents = torch.where(flip[:, None, None, None], images.flipped[idx], latents)
+            if condition is not None:
+                condition = torch.where(flip[:, None, None, None], images.condition[1][idx], condition)
         prompts = [images.prompts[i] for i in idx]
         if dropout > 0:
             drop = (torch.rand(len(idx), generator=gen) < dropout).tolist()
             prompts = ["" if d else p for p, d in zip(prompts, drop)]
-        return latents, prompts, images.meta[idx]
+        if condition is not None and self.condition_dropout > 0:  # learns the image-unconditional branch
+            keep = torch.rand(len(idx), generator=gen) >= self.condition_dropout
+            condition = condition * keep[:, None, None, None]
+        return Batch(latents, prompts, len(prompts), images.meta[idx], condition)
 
     def _bucket(self, gen: torch.Generator) -> tuple[Bucket, int]:
         """One bucket per batch, drawn in proportion to its images (no draw with one bucket)."""
@@ -113,13 +143,12 @@ class TrainData:
         b = int(torch.multinomial(weights, 1, generator=gen))
         return self.buckets[b], self.seed + 7_919 * b
 
-    def batch(self, number: int, gen: torch.Generator) -> tuple[torch.Tensor, list[str], int, torch.Tensor]:
-        """(latents, prompts, number of instance examples, size conditioning [B, 4]); class
-        examples follow the instance ones."""
+    def batch(self, number: int, gen: torch.Generator) -> Batch:
+        """The micro-batch ``number``: instance examples, then class examples (prior preservation)."""
         bucket, seed = self._bucket(gen)
-        latents, prompts, meta = self._pick(bucket.instance, number, gen, seed, self.caption_dropout)
-        n_instance = len(prompts)
-        if bucket.klass is not None:
-            c_latents, c_prompts, c_meta = self._pick(bucket.klass, number, gen, seed + 1, 0.0)
-            latents, prompts, meta = torch.cat([latents, c_latents]), prompts + c_prompts, torch.cat([meta, c_meta])
-        return latents, prompts, n_instance, meta
+        batch = self._pick(bucket.instance, number, gen, seed, self.caption_dropout)
+        if bucket.klass is None:
+            return batch
+        klass = self._pick(bucket.klass, number, gen, seed + 1, 0.0)
+        return Batch(torch.cat([batch.latents, klass.latents]), batch.prompts + klass.prompts, batch.n_instance,
+                     torch.cat([batch.meta, klass.meta]))

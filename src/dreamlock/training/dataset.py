@@ -29,6 +29,18 @@ def find_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if is_image_name(p) and p.is_file())
 
 
+#: where the images before the edit live in a pairs folder (InstructPix2Pix data): DATA/input/<name>.*
+INPUT_DIR = "input"
+
+
+def input_image(target: Path) -> Path | None:
+    """The image before the edit of ``target`` (same name, any image suffix, in ``input/``)."""
+    folder = target.parent / INPUT_DIR
+    if not folder.is_dir():
+        return None
+    return next((p for p in find_images(folder) if p.stem == target.stem), None)
+
+
 def read_caption(image: Path) -> str | None:
     sidecar = image.with_suffix(".txt")
     if sidecar.is_file():

@@ -69,13 +69,16 @@ class Trainer:
     def micro_loss(self, number: int, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         """Loss of one micro-batch (instance + optional class examples)."""
         device = self.accelerator.device
-        latents, prompts, n_inst, meta = self.data.batch(number, gen)
-        noise, t = self._noise(latents, gen)
-        latents, noise, t, meta = latents.to(device), noise.to(device), t.to(device), meta.to(device)
+        batch = self.data.batch(number, gen)
+        n_inst = batch.n_instance
+        noise, t = self._noise(batch.latents, gen)
+        latents, noise, t, meta = batch.latents.to(device), noise.to(device), t.to(device), batch.meta.to(device)
         objective = self.adapter.objective
         noisy = objective.add_noise(latents, noise, t)
         target = objective.target(latents, noise, t)
-        text = self.prompts([self.method.rewrite_prompt(p) for p in prompts])
+        text = self.prompts([self.method.rewrite_prompt(p) for p in batch.prompts])
+        if batch.condition is not None:  # the image to edit (InstructPix2Pix) rides with the instruction
+            text = text.with_extras(image=batch.condition.to(device))
         if self.config.with_prior_preservation and self.config.prior_mode == "prior_prediction":
             noisy, t, text, target, meta = self._add_prior_prediction(noisy, t, text, target, meta)
         with self.accelerator.autocast():

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from dreamlock.errors import UserError
+from dreamlock.families import detect_family, get_family
 from dreamlock.methods import METHODS, get_method
 from dreamlock.training.config import TrainConfig
-from dreamlock.training.dataset import find_images, read_caption
+from dreamlock.training.dataset import INPUT_DIR, find_images, input_image, read_caption
 from dreamlock.runs import is_run
+from dreamlock.training.checkpoint import checkpoint_dirs
 
 
 def _has_word(text: str, word: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE) is not None
 
 
-def check_data(config: TrainConfig) -> list[Path]:
+def check_data(config: TrainConfig, pairs: bool = False) -> list[Path]:
+    """The instance images; ``pairs`` (image-editing families): each with its instruction and its
+    image before the edit."""
     data = Path(config.data)
     if not data.is_dir():
         raise UserError(f"data folder not found: {data} (run `dreamlock prepare SRC {data}` first, or fix --data)")
     images = find_images(data)
     if not images:
         raise UserError(f"{data}: no images (.png/.jpg/.webp...); run `dreamlock prepare` into this folder")
+    if pairs:
+        return check_pairs(images)
     if config.trigger and config.use_captions:
         for image in images:
             caption = read_caption(image)
@@ -34,17 +41,55 @@ def check_data(config: TrainConfig) -> list[Path]:
     return images
 
 
+def check_pairs(images: list[Path]) -> list[Path]:
+    """Editing data: every edited image has an instruction (its .txt) and an image before the edit."""
+    for image in images:
+        if input_image(image) is None:
+            raise UserError(f"{image}: no image before the edit; put it in {image.parent / INPUT_DIR} under the same "
+                            f"name ({image.stem}.png)")
+        if read_caption(image) is None:
+            raise UserError(f"{image.with_suffix('.txt')}: missing; write the edit's instruction in it "
+                            "(e.g. 'put it on the beach')")
+    return images
+
+
 def check_paths(config: TrainConfig) -> None:
     if config.class_data_dir is not None and not Path(config.class_data_dir).is_dir():
         raise UserError(f"class_data_dir not found: {config.class_data_dir}; give a folder of class images or leave it out")
     output = Path(config.output)
-    if config.resume is None and (is_run(output) or (output / "checkpoints").is_dir()):
+    if config.resume is None and (is_run(output) or checkpoint_dirs(output)):  # not a run killed before its first
         raise UserError(f"{output}: already holds a run; pass --resume latest to continue it, or choose another --output")
     if output.resolve() == Path(config.data).resolve():
         raise UserError(f"--output {output} is the data folder; choose a separate run folder")
+    check_writable(output)
+    if config.resume is not None:
+        check_resume(output, config.resume)
     base = Path(config.base).expanduser()
     if str(config.base).startswith((".", "/", "~")) and not base.exists():
         raise UserError(f"base model not found: {config.base} (give a diffusers folder, a .safetensors file or a hub id)")
+
+
+def check_writable(output: Path) -> None:
+    """The run folder can be made and written: its nearest existing parent is a writable folder."""
+    existing = output
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--output {output}: {existing} is a file, not a folder; choose another --output")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--output {output}: {existing} is not writable; choose a folder you can write to")
+
+
+def check_resume(output: Path, resume: str) -> None:
+    """``--resume`` names this run's own checkpoint (``latest`` or one of ``OUTPUT/checkpoints``)."""
+    from dreamlock.training import checkpoint as ckpt
+
+    path = ckpt.find_checkpoint(output, resume)
+    own = (output / ckpt.CHECKPOINTS).resolve()
+    if path.resolve().parent != own:
+        run = path.resolve().parent.parent
+        raise UserError(f"--resume {resume}: a checkpoint of another run ({run}); resume a run in its own folder "
+                        f"(--output {run} --resume latest), or start this one without --resume")
 
 
 def check_method(config: TrainConfig) -> None:
@@ -66,12 +111,26 @@ def check_method(config: TrainConfig) -> None:
         raise UserError(f"use_ema is for method {' / '.join(ema)}, not {config.method}")
 
 
+def training_family(config: TrainConfig) -> str:
+    """The family a run trains: the method's own (ip2p), else ``--family``, else the base model's."""
+    method = get_method(config.method)
+    if method.family is None:
+        return config.family or detect_family(config.base, config.base_config)
+    if config.family not in (None, method.family):
+        raise UserError(f"method {config.method} trains {method.family} models; leave --family out")
+    detected = detect_family(config.base, config.base_config)
+    if detected not in (method.family, *method.converts_from):
+        raise UserError(f"method {config.method} {method.summary}: it starts from a "
+                        f"{' or '.join((method.family, *method.converts_from))} model, and {config.base} is a {detected} model")
+    return method.family
+
+
 def check_family(config: TrainConfig) -> None:
     """Keys and methods against the base model's family (read from its ``model_index.json``)."""
-    from dreamlock.families import detect_family, get_family
-
-    name = config.family or detect_family(config.base, config.base_config)
+    name = training_family(config)
     family = get_family(name)
+    if family.condition_kind is not None:
+        check_image_conditioned(config, name)
     if get_method(config.method).learns_token and not family.learns_tokens():
         raise UserError(f"method {config.method} learns a token, and diffusers' {family.pipeline_class.__name__} "
                         f"cannot load learned tokens; use --method lora or full for {name} models")
@@ -87,6 +146,16 @@ def check_family(config: TrainConfig) -> None:
     if config.guidance_scale is not None and not family.trains_with_guidance:
         raise UserError(f"guidance_scale is the distilled guidance of FLUX.1-dev; {name} models have none: leave it out "
                         "(validation_guidance sets the sampling guidance)")
+
+
+def check_image_conditioned(config: TrainConfig, name: str) -> None:
+    """What image-editing models (ip2p) cannot do yet: everything that generates from a prompt alone."""
+    used = [key for key, on in (("with_prior_preservation", config.with_prior_preservation),
+                                ("select_best", config.select_best or config.early_stop_patience),
+                                ("validation_prompt", config.validation_prompt)) if on]
+    if used:
+        raise UserError(f"{used[0]} generates from a prompt alone, which a {name} (image-editing) model cannot; "
+                        f"leave {used[0]} out (try edits with `dreamlock edit RUN IMAGE --instruction ...`)")
 
 
 def check_memory_options(config: TrainConfig) -> None:
@@ -118,4 +187,22 @@ def validate_config(config: TrainConfig) -> list[Path]:
     check_family(config)
     check_memory_options(config)
     check_paths(config)
-    return check_data(config)
+    return check_data(config, pairs=get_family(training_family(config)).condition_kind == "image")
+
+
+#: a trigger that the tokenizer cuts into more pieces than this is worth a warning
+TRIGGER_TOKENS_WARN = 2
+
+
+def trigger_split_warning(config: TrainConfig, adapter) -> str | None:
+    """A trigger word the (first) tokenizer splits into many tokens locks slowly and leaks into its
+    pieces' meanings; say so, and name a one-token alternative (methods that learn the token are exempt)."""
+    if not config.trigger or get_method(config.method).learns_token or adapter.condition_kind is not None:
+        return None
+    text = adapter.text_encoders()[0]
+    pieces = text.tokenizer.tokenize(config.trigger)
+    if len(pieces) <= TRIGGER_TOKENS_WARN:
+        return None
+    shown = " ".join(p.replace("</w>", "") for p in pieces)
+    return (f"trigger '{config.trigger}' splits into {len(pieces)} tokens ({shown}) in the {text.name} tokenizer; "
+            "a short rare word that is one token (such as 'sks') locks faster; set --trigger to change it")
