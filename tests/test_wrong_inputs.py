@@ -42,7 +42,7 @@ def world(tmp_path_factory, tiny_bases, images_writer):
     (root / "lora.bin").write_bytes(b"not even a pickle")
     return {"root": root, "base": tiny_base, "data": data, "run": run, "ti": ti, "photos": photos,
             "captioned": captioned, "no_unet": no_unet, "flux": tiny_bases["flux"],
-            "ip2p": tiny_bases["ip2p"]}
+            "ip2p": tiny_bases["ip2p"], "upscaler": tiny_bases["sd-upscale"]}
 
 
 def _train(w, *extra: str) -> list[str]:
@@ -105,6 +105,11 @@ CASES = [
      "cannot read the image to edit"),
     ("edit with an empty instruction", lambda w: ["edit", str(w["ip2p"]), str(next(w["data"].glob("*.png"))),
                                                   "-i", " "], "--instruction is empty"),
+    # the super-resolution stage
+    ("sr from a text-to-image base", lambda w: _train(w, "--method", "sr"), "it starts from a sd-upscale model"),
+    ("generate from an upscaler", lambda w: ["generate", str(w["upscaler"]), "--prompt", "a dog"], "is an upscaler"),
+    ("upscale with a text-to-image model", lambda w: ["generate", str(w["base"]), "--prompt", "a dog", "--upscale",
+                                                      str(w["base"])], "not an upscaler"),
     # generate
     ("generate from a missing folder", lambda w: ["generate", str(w["root"] / "nope"), "--prompt", "a dog"],
      "base model not found"),

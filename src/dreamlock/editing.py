@@ -15,7 +15,7 @@ from PIL import Image
 
 from dreamlock.errors import UserError
 from dreamlock.families import family_of_pipeline
-from dreamlock.generation import _slug, load_generator
+from dreamlock.generation import _slug, load_conditioned
 from dreamlock.grid import make_grid
 from dreamlock.model_defaults import model_guidance
 from dreamlock.progress import progress
@@ -50,12 +50,8 @@ class Editor:
 
 def load_editor(run_or_model: str | Path) -> Editor:
     """An image editor from a run or a model, or a one-line error for a text-to-image model."""
-    generator = load_generator(run_or_model)
-    family = family_of_pipeline(generator.pipe)
-    if family.condition_kind != "image":
-        raise UserError(f"{run_or_model} is a {family.name} text-to-image model, not an image editor; give an "
-                        "InstructPix2Pix model, or train one with `dreamlock train --method ip2p`")
-    return Editor(generator)
+    return Editor(load_conditioned(run_or_model, "image", "an image editor; give an InstructPix2Pix model, or "
+                                   "train one with `dreamlock train --method ip2p`"))
 
 
 def read_input(path: str | Path, resolution: int, multiple: int) -> Image.Image:

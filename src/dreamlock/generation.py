@@ -14,6 +14,7 @@ from dreamlock.grid import make_grid
 from dreamlock.families import family_of_pipeline
 from dreamlock.pipelines import load_pipeline
 from dreamlock.runs import RunInfo
+from dreamlock.upscaling import load_upscaler
 from dreamlock.user_weights import add_embedding, add_lora
 
 
@@ -61,9 +62,9 @@ class Generator:
     def images(self, prompt: str, seeds: list[int], steps: int = 30, guidance: float = 7.5,
                negative_prompt: str | None = None, batch_size: int = 8) -> list[Image.Image]:
         """One image per seed, in seed order (each seed gives the same image in any batch)."""
-        if family_of_pipeline(self.pipe).condition_kind is not None:
-            raise UserError(f"{self.source} is an image editor (InstructPix2Pix): it draws from an image, not from a "
-                            "prompt alone; use `dreamlock edit MODEL IMAGE --instruction ...`")
+        family = family_of_pipeline(self.pipe)
+        if family.condition_kind is not None:
+            raise UserError(f"{self.source} is {family.usage}")
         out: list[Image.Image] = []
         text = self.rewrite(prompt)
         for start in range(0, len(seeds), batch_size):
@@ -88,6 +89,16 @@ def load_generator(run_or_model: str | Path, lora_scale: float = 1.0, loras: lis
     return Generator(pipe, info, source)
 
 
+def load_conditioned(run_or_model: str | Path, kind: str, wanted: str) -> Generator:
+    """A run or model whose family takes a ``kind`` condition (``image``: an editor, ``low_res``: an
+    upscaler), else a one-line error saying what it is instead and ``wanted``."""
+    generator = load_generator(run_or_model)
+    family = family_of_pipeline(generator.pipe)
+    if family.condition_kind != kind:
+        raise UserError(f"{run_or_model} is a {family.name} model, not {wanted}")
+    return generator
+
+
 def add_user_weights(pipe, lora_scale: float, loras, embeddings, allow_pickle: bool) -> None:
     """Stack the given LoRA files (each at ``lora_scale``, beside a run's own) and load embeddings."""
     family = family_of_pipeline(pipe)
@@ -108,17 +119,19 @@ def _slug(text: str) -> str:
 def generate(run_or_model: str | Path, prompts: list[str] | str, n: int = 4, seed: int = 0, steps: int = 30,
              guidance: float | None = None, lora_scale: float = 1.0, out: str | Path = "generated", grid: bool = False,
              negative_prompt: str | None = None, loras: list[str] = (), embeddings: list[str] = (),
-             allow_pickle: bool = False) -> list[Path]:
+             allow_pickle: bool = False, upscale: str | Path | None = None) -> list[Path]:
     """Generate ``n`` images per prompt (seeds ``seed``..``seed+n-1``); return the written files.
 
     ``guidance`` None: the model's recommendation (``dreamlock.json``), else 7.5. ``loras`` /
-    ``embeddings``: the user's own files on top (embeddings' tokens: the file name, A1111-style)."""
+    ``embeddings``: the user's own files on top (embeddings' tokens: the file name, A1111-style).
+    ``upscale``: an upscaler (``upscaling.py``) that redraws every image, same prompt and seed."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or not all(p.strip() for p in prompts):
         raise UserError("--prompt is empty; give at least one prompt, e.g. --prompt 'a photo of sks dog on the beach'")
     if n < 1 or steps < 1:
         raise UserError("-n and --steps must be at least 1")
     generator = load_generator(run_or_model, lora_scale, loras, embeddings, allow_pickle)
+    upscaler = load_upscaler(upscale) if upscale is not None else None
     if guidance is None:
         recommended = generator.default_guidance
         guidance = recommended if recommended is not None else 7.5
@@ -129,6 +142,8 @@ def generate(run_or_model: str | Path, prompts: list[str] | str, n: int = 4, see
     with progress("generating", len(prompts) * n) as bar:
         for i, prompt in enumerate(prompts):
             images = generator.images(prompt, seeds, steps, guidance, negative_prompt)
+            if upscaler is not None:
+                images = upscaler.upscale(images, generator.rewrite(prompt), seeds, steps)
             for s, image in zip(seeds, images):
                 path = out / f"{i:02d}-{_slug(generator.rewrite(prompt))}-seed{s}.png"
                 image.save(path)

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from dreamlock.cli import app
 from dreamlock.editing import edit
-from dreamlock.families import get_family
+from dreamlock.exporting import export
+from dreamlock.families import detect_family, get_family
 from dreamlock.families.conditioning import Conditioning
 from dreamlock.families.ip2p import from_sd
 from dreamlock.training.api import prepare_trainer, train
@@ -85,6 +86,8 @@ def _edits(run, image, tmp_path, name):
 
 def test_edit_draws_from_the_image_it_is_given(make, tiny_bases, tmp_path):
     run = train(**make(max_train_steps=6, learning_rate=1e-2).model_dump(exclude={"config_version"}))
+    exported = export(run, "diffusers", tmp_path / "exported")
+    assert detect_family(exported) == "ip2p"
     pairs = make().data
     one, two = pairs / "input" / "0.png", pairs / "input" / "1.png"
     assert np.abs(_edits(run, one, tmp_path, "a") - _edits(run, two, tmp_path, "b")).mean() > 0.0

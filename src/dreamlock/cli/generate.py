@@ -28,6 +28,8 @@ def generate(
                                          "the file name (A1111) or its key; repeatable"),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow pickled .bin/.pt LoRA or embedding files "
                                       "(read with torch's weights-only loader)"),
+    upscale: Optional[str] = typer.Option(None, "--upscale", help="an upscaler (a run of --method sr, or any "
+                                          "StableDiffusionUpscalePipeline) that redraws every image larger"),
     checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="use checkpoint STEP of the run instead of final/ "
                                              "(with select_best, final/ is the chosen checkpoint)"),
 ) -> None:
@@ -35,5 +37,5 @@ def generate(
 
     files = run_api(lambda: generate_api(_checkpoint(run_or_model, checkpoint), prompt, n, seed, steps, guidance,
                                          lora_scale, out, grid, negative_prompt, [str(p) for p in lora],
-                                         [str(p) for p in embedding], allow_pickle))
+                                         [str(p) for p in embedding], allow_pickle, upscale))
     console.print(f"[green]done:[/] {len(files)} file(s) in {out}")

@@ -40,7 +40,7 @@ class Format:
     needs: tuple[str, ...]  # the run must hold one of these products ("" = any run)
     lacks: str  # why a run without them does not fit, for the message
     uses_lora: bool  # --lora-scale means something
-    families: tuple[str, ...] = ("sd", "sdxl", "sd3", "flux")  # model families it is written for
+    families: tuple[str, ...] = ("sd", "sdxl", "sd3", "flux", "ip2p", "sd-upscale")  # model families it is written for
     excludes: tuple[str, ...] = ()  # products the format cannot carry
 
     def fits(self, products: list[str]) -> bool:

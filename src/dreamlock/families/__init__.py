@@ -25,6 +25,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sd3": ("dreamlock.families.sd3:SD3Adapter", ("StableDiffusion3Pipeline",)),  # SD 3 / 3.5
     "flux": ("dreamlock.families.flux:FluxAdapter", ("FluxPipeline",)),  # FLUX.1 dev / schnell
     "ip2p": ("dreamlock.families.ip2p:IP2PAdapter", ("StableDiffusionInstructPix2PixPipeline",)),  # InstructPix2Pix
+    "sd-upscale": ("dreamlock.families.upscale:UpscaleAdapter", ("StableDiffusionUpscalePipeline",)),  # SD x4 upscaler
 }
 DEFAULT_FAMILY = "sd"
 

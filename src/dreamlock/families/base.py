@@ -79,6 +79,8 @@ class ModelFamily:
     #: what the denoiser sees besides text: None, or "image" (an image to edit: InstructPix2Pix),
     #: encoded by ``encode_condition`` and passed in the Conditioning's ``extras["image"]``
     condition_kind: ClassVar[str | None] = None
+    #: for families with a condition: what a model of the family is and which command uses it
+    usage: ClassVar[str] = ""
     #: extra keyword arguments the pipeline class needs when built from components
     pipeline_kwargs: ClassVar[dict] = {}
     #: extra keyword arguments of ``from_pretrained`` / ``from_single_file``

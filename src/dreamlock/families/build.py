@@ -263,9 +263,28 @@ def build_ip2p_pipeline(arch: SDArch, words: Iterable[str], tokenizer_dir: Path,
     return from_sd(build_sd_pipeline(arch, words, tokenizer_dir, seed))
 
 
+#: the SD x4 upscaler's noise augmentation range (diffusers' default ``max_noise_level``)
+MAX_NOISE_LEVEL = 350
+
+
+def build_upscale_pipeline(arch: SDArch, words: Iterable[str], tokenizer_dir: Path, seed: int = 0):
+    """A random ``StableDiffusionUpscalePipeline``: the UNet sees latents + the low-resolution RGB image
+    (3 more input channels) and takes the noise level as its class label; it upscales by the VAE's factor."""
+    from diffusers import StableDiffusionUpscalePipeline
+
+    sd = build_sd_pipeline(arch, words, tokenizer_dir, seed)
+    config = {**sd.unet.config, "in_channels": arch.latent_channels + 3, "num_class_embeds": MAX_NOISE_LEVEL + 1}
+    torch.manual_seed(seed + 1)
+    unet = UNet2DConditionModel.from_config(config)
+    low_res = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+    return StableDiffusionUpscalePipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=unet,
+                                          low_res_scheduler=low_res, scheduler=sd.scheduler,
+                                          max_noise_level=MAX_NOISE_LEVEL)
+
+
 BUILDERS = {"sd": build_sd_pipeline, "sdxl": build_sdxl_pipeline, "sd3": build_sd3_pipeline, "flux": build_flux_pipeline,
-            "ip2p": build_ip2p_pipeline}
-ARCHS = {"sd": SDArch, "sdxl": SDArch, "sd3": FlowArch, "flux": FlowArch, "ip2p": SDArch}
+            "ip2p": build_ip2p_pipeline, "sd-upscale": build_upscale_pipeline}
+ARCHS = {"sd": SDArch, "sdxl": SDArch, "sd3": FlowArch, "flux": FlowArch, "ip2p": SDArch, "sd-upscale": SDArch}
 
 TINY_WORDS = (
     "a photo of the on in with and dog cat star heart red green blue yellow beach snow forest "

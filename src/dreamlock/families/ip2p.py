@@ -55,6 +55,8 @@ class IP2PAdapter(SDAdapter):
     default_guidance = 7.5
     #: how strongly samples follow the image to edit (diffusers' default)
     default_image_guidance = 1.5
+    usage = ("an image editor (InstructPix2Pix): it draws from an image, not from a prompt alone; use "
+             "`dreamlock edit MODEL IMAGE --instruction ...`")
 
     @classmethod
     def load_pipeline(cls, base: str | Path, base_config: str | None = None, allow_pickle: bool = False,

@@ -15,6 +15,7 @@ METHODS: dict[str, str] = {
     "ti": "dreamlock.methods.ti:TextualInversion",
     "pivotal": "dreamlock.methods.pivotal:PivotalTuning",
     "ip2p": "dreamlock.methods.ip2p:InstructPix2Pix",
+    "sr": "dreamlock.methods.sr:SuperResolution",
 }
 
 

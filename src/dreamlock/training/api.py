@@ -24,7 +24,7 @@ from dreamlock.training import checkpoint as ckpt
 from dreamlock.training.config import TrainConfig
 from dreamlock.training.buckets import bucket_step, image_meta, square_meta, training_sizes
 from dreamlock.training.data import Bucket, PromptEncoder, TrainData, encode_set
-from dreamlock.training.dataset import input_image, instance_examples
+from dreamlock.training.dataset import input_images, instance_examples
 from dreamlock.training.loop import Trainer
 from dreamlock.training.precision import choose_base_dtype, choose_precision, training_device_type
 from dreamlock.training.prior import class_images
@@ -59,10 +59,18 @@ def build_data(config: TrainConfig, adapter, phase: Phases | None = None) -> Tra
                 config.resolution, config.class_data_dir, config.class_cache_dir, config.sample_batch_size,
                 config.class_generation_steps, config.class_generation_guidance, config.seed,
             )
-    inputs = [input_image(p) for p in paths] if adapter.condition_kind == "image" else None
+    inputs = condition_sources(adapter, paths)
     with phase("latents"):
         buckets = _encode_buckets(config, adapter, paths, [e.prompt for e in examples], sizes, meta, class_paths, inputs)
         return TrainData(buckets, config.train_batch_size, config.seed, config.caption_dropout, config.condition_dropout)
+
+
+def condition_sources(adapter, paths: list[Path]) -> list[Path] | None:
+    """The image each instance image is conditioned on: its image before the edit (``image``:
+    InstructPix2Pix), itself (``low_res``: an upscaler downscales it), or none."""
+    if adapter.condition_kind == "image":
+        return input_images(paths)
+    return list(paths) if adapter.condition_kind == "low_res" else None
 
 
 def _encode_buckets(config: TrainConfig, adapter, paths, prompts, sizes, meta, class_paths, inputs) -> list[Bucket]:

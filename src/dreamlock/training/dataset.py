@@ -33,12 +33,17 @@ def find_images(folder: Path) -> list[Path]:
 INPUT_DIR = "input"
 
 
-def input_image(target: Path) -> Path | None:
-    """The image before the edit of ``target`` (same name, any image suffix, in ``input/``)."""
-    folder = target.parent / INPUT_DIR
-    if not folder.is_dir():
-        return None
-    return next((p for p in find_images(folder) if p.stem == target.stem), None)
+def input_images(targets: list[Path]) -> list[Path | None]:
+    """The image before the edit of each target (same name, any image suffix, in ``input/``; None
+    where there is none). Each ``input/`` folder is listed once."""
+    found: dict[Path, dict[str, Path]] = {}
+    out = []
+    for target in targets:
+        folder = target.parent / INPUT_DIR
+        if folder not in found:
+            found[folder] = {p.stem: p for p in find_images(folder)} if folder.is_dir() else {}
+        out.append(found[folder].get(target.stem))
+    return out
 
 
 def read_caption(image: Path) -> str | None:

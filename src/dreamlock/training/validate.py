@@ -10,7 +10,7 @@ from dreamlock.errors import UserError
 from dreamlock.families import detect_family, get_family
 from dreamlock.methods import METHODS, get_method
 from dreamlock.training.config import TrainConfig
-from dreamlock.training.dataset import INPUT_DIR, find_images, input_image, read_caption
+from dreamlock.training.dataset import INPUT_DIR, find_images, input_images, read_caption
 from dreamlock.runs import is_run
 from dreamlock.training.checkpoint import checkpoint_dirs
 
@@ -43,8 +43,8 @@ def check_data(config: TrainConfig, pairs: bool = False) -> list[Path]:
 
 def check_pairs(images: list[Path]) -> list[Path]:
     """Editing data: every edited image has an instruction (its .txt) and an image before the edit."""
-    for image in images:
-        if input_image(image) is None:
+    for image, before in zip(images, input_images(images)):
+        if before is None:
             raise UserError(f"{image}: no image before the edit; put it in {image.parent / INPUT_DIR} under the same "
                             f"name ({image.stem}.png)")
         if read_caption(image) is None:

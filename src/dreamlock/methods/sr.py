@@ -1,0 +1,18 @@
+"""The super-resolution stage fine-tune: teach an upscaler the subject's fine detail.
+
+The whole UNet of an upscaler (``sd-upscale`` family: diffusers' ``StableDiffusionUpscalePipeline``)
+trains on pairs made from the subject's own images: each image is the target, its copy downscaled
+by the upscale factor the condition (``families/upscale.py``). The data folder is the same as for
+DreamBooth (images with optional captions), at the upscaler's output resolution.
+"""
+
+from __future__ import annotations
+
+from dreamlock.methods.full import FullFineTune
+
+
+class SuperResolution(FullFineTune):
+    name = "sr"
+    family = "sd-upscale"
+    prior_modes = ()
+    summary = "fine-tunes an upscaler (super-resolution stage)"
