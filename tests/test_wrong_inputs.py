@@ -106,7 +106,8 @@ CASES = [
     ("edit with an empty instruction", lambda w: ["edit", str(w["ip2p"]), str(next(w["data"].glob("*.png"))),
                                                   "-i", " "], "--instruction is empty"),
     # the super-resolution stage
-    ("sr from a text-to-image base", lambda w: _train(w, "--method", "sr"), "it starts from a sd-upscale model"),
+    ("sr from a FLUX base", lambda w: ["train", "--base", str(w["flux"]), "--data", str(w["data"]), "--output",
+                                       str(w["root"] / "r9"), "--method", "sr"], "it starts from a sd-upscale or sd model"),
     ("generate from an upscaler", lambda w: ["generate", str(w["upscaler"]), "--prompt", "a dog"], "is an upscaler"),
     ("upscale with a text-to-image model", lambda w: ["generate", str(w["base"]), "--prompt", "a dog", "--upscale",
                                                       str(w["base"])], "not an upscaler"),

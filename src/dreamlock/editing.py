@@ -35,17 +35,28 @@ class Editor:
         self.resolution = unet.config.sample_size * vae_scale
         self.multiple = vae_scale * 2 ** (len(unet.config.block_out_channels) - 1)
 
-    @torch.no_grad()
     def edits(self, image: Image.Image, instruction: str, seeds: list[int], steps: int = 30,
               guidance: float | None = None, image_guidance: float | None = None,
               negative_prompt: str | None = None) -> list[Image.Image]:
         """One edit of ``image`` per seed, in seed order."""
         n = len(seeds)
-        return self.pipe([instruction] * n, image=[image] * n, num_inference_steps=steps,
-                         guidance_scale=self.guidance if guidance is None else guidance,
-                         image_guidance_scale=self.image_guidance if image_guidance is None else image_guidance,
-                         negative_prompt=[negative_prompt] * n if negative_prompt else None,
-                         generator=[torch.Generator().manual_seed(s) for s in seeds]).images
+        return self.edit_many([image] * n, [instruction] * n, seeds, steps, guidance, image_guidance, negative_prompt)
+
+    @torch.no_grad()
+    def edit_many(self, images: list[Image.Image], instructions: list[str], seeds: list[int], steps: int = 30,
+                  guidance: float | None = None, image_guidance: float | None = None,
+                  negative_prompt: str | None = None, batch_size: int = 16) -> list[Image.Image]:
+        """Edit ``images[i]`` by ``instructions[i]`` with seed ``seeds[i]`` (same-size images), in batches."""
+        out: list[Image.Image] = []
+        for start in range(0, len(images), batch_size):
+            part = slice(start, start + batch_size)
+            n = len(images[part])
+            out += self.pipe(instructions[part], image=images[part], num_inference_steps=steps,
+                             guidance_scale=self.guidance if guidance is None else guidance,
+                             image_guidance_scale=self.image_guidance if image_guidance is None else image_guidance,
+                             negative_prompt=[negative_prompt] * n if negative_prompt else None,
+                             generator=[torch.Generator().manual_seed(s) for s in seeds[part]]).images
+        return out
 
 
 def load_editor(run_or_model: str | Path) -> Editor:

@@ -14,7 +14,7 @@ from dreamlock.grid import make_grid
 from dreamlock.families import family_of_pipeline
 from dreamlock.pipelines import load_pipeline
 from dreamlock.runs import RunInfo
-from dreamlock.upscaling import load_upscaler
+from dreamlock.upscaling import Upscaler
 from dreamlock.user_weights import add_embedding, add_lora
 
 
@@ -97,6 +97,12 @@ def load_conditioned(run_or_model: str | Path, kind: str, wanted: str) -> Genera
     if family.condition_kind != kind:
         raise UserError(f"{run_or_model} is a {family.name} model, not {wanted}")
     return generator
+
+
+def load_upscaler(run_or_model: str | Path) -> Upscaler:
+    """An upscaler (``upscaling.py``) from a run or a model, or a one-line error for anything else."""
+    return Upscaler(load_conditioned(run_or_model, "low_res", "an upscaler; give a StableDiffusionUpscalePipeline "
+                                     "model, or train one with `dreamlock train --method sr`"))
 
 
 def add_user_weights(pipe, lora_scale: float, loras, embeddings, allow_pickle: bool) -> None:

@@ -4,7 +4,6 @@ or a run of `dreamlock train --method sr`), with the same prompt and seed."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from PIL import Image
@@ -28,11 +27,3 @@ class Upscaler:
         return self.pipe([prompt] * n, image=list(images), num_inference_steps=steps, guidance_scale=self.guidance,
                          noise_level=self.noise_level,
                          generator=[torch.Generator().manual_seed(s) for s in seeds]).images
-
-
-def load_upscaler(run_or_model: str | Path) -> Upscaler:
-    """An upscaler from a run or a model, or a one-line error for anything else."""
-    from dreamlock.generation import load_conditioned
-
-    return Upscaler(load_conditioned(run_or_model, "low_res", "an upscaler; give a StableDiffusionUpscalePipeline "
-                                     "model, or train one with `dreamlock train --method sr`"))

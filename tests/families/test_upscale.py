@@ -74,3 +74,32 @@ def test_conditioning_extras_survive_cat_and_rows():
     b = Conditioning(torch.ones(1, 2, 3)).with_extras(image=torch.zeros(1, 3, 4, 4))
     both = Conditioning.cat([a, b])
     assert both.extras["image"].shape == (2, 3, 4, 4) and torch.equal(both.rows()[0].extras["image"], a.extras["image"])
+
+
+def test_a_converted_sd_model_predicts_what_it_predicted(tiny_bases):
+    from dreamlock.families.upscale import from_sd
+
+    sd = get_family("sd").load(str(tiny_bases["sd"]))
+    noisy, t = torch.randn(2, 4, 16, 16), torch.tensor([10, 500])
+    cond = sd.encode_text(["a photo of a dog", "a red star"])
+    want = sd.predict(noisy, t, cond)
+    up = get_family("sd-upscale")(from_sd(sd.pipe))
+    assert up.denoiser.config.in_channels == 7 and up.upscale_factor == 2
+    got = up.predict(noisy, t, cond.with_extras(image=torch.rand(2, 3, 16, 16)))
+    assert torch.allclose(want, got, atol=1e-5)
+
+
+def test_the_vae_is_rescaled_to_the_upscalers_fixed_scaling_factor(tiny_bases):
+    """StableDiffusionUpscalePipeline forces scaling_factor 0.08333 on its VAE; a converted SD model's
+    scaled latents and decoded images must stay what they were."""
+    from dreamlock.families.upscale import UPSCALER_SCALING, from_sd
+
+    sd = get_family("sd").load(str(tiny_bases["sd"]))
+    pixels = torch.rand(1, 3, 32, 32) * 2 - 1
+    want = sd.encode_images(pixels)
+    decoded = sd.vae.decode(want / sd.vae.config.scaling_factor).sample
+    assert sd.vae.config.scaling_factor != UPSCALER_SCALING
+    up = get_family("sd-upscale")(from_sd(sd.pipe))
+    assert up.vae.config.scaling_factor == UPSCALER_SCALING
+    assert torch.allclose(up.encode_images(pixels), want, atol=1e-5)
+    assert torch.allclose(up.vae.decode(want / UPSCALER_SCALING).sample, decoded, atol=1e-4)

@@ -263,23 +263,17 @@ def build_ip2p_pipeline(arch: SDArch, words: Iterable[str], tokenizer_dir: Path,
     return from_sd(build_sd_pipeline(arch, words, tokenizer_dir, seed))
 
 
-#: the SD x4 upscaler's noise augmentation range (diffusers' default ``max_noise_level``)
-MAX_NOISE_LEVEL = 350
-
-
 def build_upscale_pipeline(arch: SDArch, words: Iterable[str], tokenizer_dir: Path, seed: int = 0):
-    """A random ``StableDiffusionUpscalePipeline``: the UNet sees latents + the low-resolution RGB image
-    (3 more input channels) and takes the noise level as its class label; it upscales by the VAE's factor."""
-    from diffusers import StableDiffusionUpscalePipeline
+    """A random SD pipeline turned into an upscaler (``families/upscale.py``), with random weights for
+    the new image channels and noise-level embedding too (a zero start would hide them from tests)."""
+    from dreamlock.families.upscale import from_sd
 
-    sd = build_sd_pipeline(arch, words, tokenizer_dir, seed)
-    config = {**sd.unet.config, "in_channels": arch.latent_channels + 3, "num_class_embeds": MAX_NOISE_LEVEL + 1}
+    pipe = from_sd(build_sd_pipeline(arch, words, tokenizer_dir, seed))
     torch.manual_seed(seed + 1)
-    unet = UNet2DConditionModel.from_config(config)
-    low_res = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
-    return StableDiffusionUpscalePipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=unet,
-                                          low_res_scheduler=low_res, scheduler=sd.scheduler,
-                                          max_noise_level=MAX_NOISE_LEVEL)
+    with torch.no_grad():
+        pipe.unet.conv_in.weight[:, arch.latent_channels:].normal_(0, 0.1)
+        pipe.unet.class_embedding.weight.normal_(0, 0.1)
+    return pipe
 
 
 BUILDERS = {"sd": build_sd_pipeline, "sdxl": build_sdxl_pipeline, "sd3": build_sd3_pipeline, "flux": build_flux_pipeline,

@@ -10,15 +10,65 @@ from a small picture of it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionUpscalePipeline
 
 from dreamlock.families.conditioning import Conditioning
+from dreamlock.families.ip2p import widen_conv_in
 from dreamlock.families.sd import SDAdapter
+from dreamlock.loading import load_base_pipeline
 
 #: the key of the low-resolution image in a Conditioning's extras
 IMAGE = "image"
+#: the noise augmentation range of diffusers' x4 upscaler (``max_noise_level``)
+MAX_NOISE_LEVEL = 350
+
+
+#: the VAE scaling factor ``StableDiffusionUpscalePipeline`` forces on any VAE it is given (the x4
+#: upscaler's); another VAE must have its latent space rescaled to it (``rescale_latents``)
+UPSCALER_SCALING = 0.08333
+
+
+def rescale_latents(vae, target: float = UPSCALER_SCALING) -> None:
+    """Make ``vae``'s latents times ``target`` what its latents times its own scaling factor were:
+    the encoder's mean is multiplied by k = old / target (its log-variance shifted by 2 ln k) and the
+    decoder's first convolution divided by k, so encode -> decode is unchanged."""
+    k = vae.config.scaling_factor / target
+    if abs(k - 1.0) < 1e-9:
+        return
+    if vae.quant_conv is None or vae.post_quant_conv is None:
+        raise ValueError("this VAE has no quant convolutions to rescale its latents with")
+    c = vae.config.latent_channels
+    with torch.no_grad():
+        vae.quant_conv.weight[:c] *= k
+        vae.quant_conv.bias[:c] *= k
+        vae.quant_conv.bias[c:] += 2 * math.log(k)
+        vae.post_quant_conv.weight /= k
+    vae.register_to_config(scaling_factor=target)
+
+
+def from_sd(pipe) -> StableDiffusionUpscalePipeline:
+    """An upscaler over an SD pipeline's components: the UNet's input widened by the 3 image channels
+    (zero weights) and a noise-level class embedding added (zeros), so that it starts as the SD model
+    (which ignores the image) and learns to use it; the upscale factor is the VAE's. The VAE's latent
+    space is rescaled to the pipeline's fixed scaling factor (without this, the toy VAE's latents
+    would have been used at 1/15 of their scale, and the first toy upscaler learned nothing)."""
+    from diffusers import DDPMScheduler
+
+    unet = pipe.unet
+    rescale_latents(pipe.vae)  # the pipeline would force 0.08333 on the VAE's own scaling factor
+    widen_conv_in(unet, unet.config.out_channels + 3)
+    if unet.class_embedding is None:
+        unet.class_embedding = torch.nn.Embedding(MAX_NOISE_LEVEL + 1, unet.time_embedding.linear_2.out_features)
+        torch.nn.init.zeros_(unet.class_embedding.weight)
+        unet.register_to_config(num_class_embeds=MAX_NOISE_LEVEL + 1)
+    low_res = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+    return StableDiffusionUpscalePipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                                          unet=unet, low_res_scheduler=low_res, scheduler=pipe.scheduler,
+                                          max_noise_level=MAX_NOISE_LEVEL)
 
 
 class UpscaleAdapter(SDAdapter):
@@ -32,6 +82,16 @@ class UpscaleAdapter(SDAdapter):
     load_kwargs = {"safety_checker": None}
     usage = ("an upscaler: it redraws a low-resolution image at a higher one; chain it after a text-to-image "
              "model with `dreamlock generate BASE --prompt ... --upscale UPSCALER`")
+
+    @classmethod
+    def load_pipeline(cls, base, base_config=None, allow_pickle: bool = False, dtype: torch.dtype = torch.float32,
+                      without: tuple[str, ...] = (), quantize: str | None = None):
+        """An upscaler as it is; an SD 1.x / 2.x model converted (``from_sd``)."""
+        from dreamlock.families import detect_family, get_family
+
+        if detect_family(base, base_config) == "sd":
+            return from_sd(load_base_pipeline(base, dtype, base_config, allow_pickle, family=get_family("sd")))
+        return super().load_pipeline(base, base_config, allow_pickle, dtype, without, quantize)
 
     @property
     def upscale_factor(self) -> int:

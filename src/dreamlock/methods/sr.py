@@ -3,7 +3,8 @@
 The whole UNet of an upscaler (``sd-upscale`` family: diffusers' ``StableDiffusionUpscalePipeline``)
 trains on pairs made from the subject's own images: each image is the target, its copy downscaled
 by the upscale factor the condition (``families/upscale.py``). The data folder is the same as for
-DreamBooth (images with optional captions), at the upscaler's output resolution.
+DreamBooth (images with optional captions), at the upscaler's output resolution. An SD model given
+as the base is converted first (``families/upscale.py``), which is how the toy upscaler is made.
 """
 
 from __future__ import annotations
@@ -14,5 +15,6 @@ from dreamlock.methods.full import FullFineTune
 class SuperResolution(FullFineTune):
     name = "sr"
     family = "sd-upscale"
+    converts_from = ("sd",)
     prior_modes = ()
     summary = "fine-tunes an upscaler (super-resolution stage)"

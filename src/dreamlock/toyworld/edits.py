@@ -65,14 +65,15 @@ def judge_object_edits(editor, n: int = 40, seed: int = 10_000, steps: int = 20,
     for the true after-images give the oracle's own ceiling."""
     from dreamlock.toyworld.oracle import load_oracle
 
-    befores, edited, truths, asked = [], [], [], []
+    befores, truths, asked = [], [], []
     for i in range(n):
         look, source, target = random_edit(np.random.default_rng([seed, i]))
         before, after = edit_pair(look, source, target, seed * 1_000_003 + i)
         befores.append(before)
-        edited += editor.edits(before, instruction(target), [i], steps, guidance, image_guidance)
         truths.append(after)
         asked.append((look, target))
+    edited = editor.edit_many(befores, [instruction(t) for _, t in asked], list(range(n)), steps, guidance,
+                              image_guidance)
     oracle = load_oracle()
 
     def rates(images):
@@ -96,12 +97,10 @@ def judge_subject_edits(editor, subject: str, n_refs: int = 5, seeds: int = 2, s
 
     spec = builtin_subject(subject)
     refs = reference_images(spec, n_refs)
-    edited, targets = [], []
-    for scene in TARGETS:
-        for r, ref in enumerate(refs):
-            edited += editor.edits(ref, instruction(scene), [100 * r + s for s in range(seeds)], steps, guidance,
-                                   image_guidance)
-            targets += [scene] * seeds
+    jobs = [(ref, scene, 100 * r + s) for scene in TARGETS for r, ref in enumerate(refs) for s in range(seeds)]
+    edited = editor.edit_many([j[0] for j in jobs], [instruction(j[1]) for j in jobs], [j[2] for j in jobs], steps,
+                              guidance, image_guidance)
+    targets = [j[1] for j in jobs]
     scorer = ToyScorer()
     gen, ref = scorer.embed(edited), scorer.embed(refs)
     fidelity, rel = metrics.subject_fidelity(gen, ref)
