@@ -30,10 +30,8 @@ class Editor:
         self.guidance = generator.default_guidance
         recommended = model_guidance(generator.info.base if generator.info else generator.source, "image_guidance")
         self.image_guidance = recommended if recommended is not None else family.default_image_guidance
-        unet, vae = self.pipe.unet, self.pipe.vae
-        vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.resolution = unet.config.sample_size * vae_scale
-        self.multiple = vae_scale * 2 ** (len(unet.config.block_out_channels) - 1)
+        adapter = family(self.pipe)
+        self.resolution, self.multiple = adapter.native_resolution, adapter.size_multiple
 
     def edits(self, image: Image.Image, instruction: str, seeds: list[int], steps: int = 30,
               guidance: float | None = None, image_guidance: float | None = None,

@@ -81,6 +81,8 @@ class ModelFamily:
     condition_kind: ClassVar[str | None] = None
     #: for families with a condition: what a model of the family is and which command uses it
     usage: ClassVar[str] = ""
+    #: families whose models ``load_pipeline`` turns into one of this family with ``convert``
+    converts_from: ClassVar[tuple[str, ...]] = ()
     #: extra keyword arguments the pipeline class needs when built from components
     pipeline_kwargs: ClassVar[dict] = {}
     #: extra keyword arguments of ``from_pretrained`` / ``from_single_file``
@@ -115,7 +117,13 @@ class ModelFamily:
     def load_pipeline(cls, base: str | Path, base_config: str | None = None, allow_pickle: bool = False,
                       dtype: torch.dtype = torch.float32, without: tuple[str, ...] = (), quantize: str | None = None):
         """The family's pipeline from a folder, a single file or a hub id; ``without``: optional
-        components left out (``optional_text_components``); ``quantize``: see ``load_base_pipeline``."""
+        components left out (``optional_text_components``); ``quantize``: see ``load_base_pipeline``.
+        A model of a family in ``converts_from`` is loaded as that family, then ``convert``-ed."""
+        from dreamlock.families import detect_family, get_family
+
+        source = detect_family(base, base_config) if cls.converts_from else None
+        if source in cls.converts_from:
+            return cls.convert(get_family(source).load_pipeline(base, base_config, allow_pickle, dtype))
         pipe = load_base_pipeline(base, dtype, base_config, allow_pickle, family=cls, without=tuple(without),
                                   quantize=quantize)
         needed = [cls.denoiser_name, "vae"] + [n for s in cls.text_encoder_slots if not s.optional
@@ -125,6 +133,12 @@ class ModelFamily:
             raise UserError(f"{base}: has no {', '.join(missing)}, so it is not a {cls.name} model; "
                             "leave --family out to use the model's own family, or give the missing parts")
         return pipe
+
+    @staticmethod
+    def convert(pipe):
+        """A pipeline of a ``converts_from`` family as one of this family (image-conditioned families:
+        an SD model with a widened UNet input)."""
+        raise NotImplementedError
 
     @staticmethod
     def reschedule(pipe, **overrides) -> None:

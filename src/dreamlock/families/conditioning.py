@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 import torch
 
 
+#: the extras key of a per-example image condition (InstructPix2Pix: the image to edit; an
+#: upscaler: the low-resolution image), set by the training loop, read by the family's ``predict``
+IMAGE = "image"
+
+
 @dataclass
 class Conditioning:
     """A batch of encoded prompts: ``embeds`` [B, L, D], optional ``pooled`` [B, P], ``extras``

@@ -12,18 +12,11 @@ predicts exactly what the SD model predicts, then learns to use the image.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from diffusers import StableDiffusionInstructPix2PixPipeline, StableDiffusionPipeline
 
-from dreamlock.families.conditioning import Conditioning
+from dreamlock.families.conditioning import IMAGE, Conditioning
 from dreamlock.families.sd import SDAdapter
-from dreamlock.loading import load_base_pipeline
-
-#: the key of the image to edit in a Conditioning's extras
-IMAGE = "image"
-
 
 def widen_conv_in(unet, channels: int) -> None:
     """Give ``unet`` ``channels`` input channels; the new ones start at zero weight."""
@@ -57,17 +50,8 @@ class IP2PAdapter(SDAdapter):
     default_image_guidance = 1.5
     usage = ("an image editor (InstructPix2Pix): it draws from an image, not from a prompt alone; use "
              "`dreamlock edit MODEL IMAGE --instruction ...`")
-
-    @classmethod
-    def load_pipeline(cls, base: str | Path, base_config: str | None = None, allow_pickle: bool = False,
-                      dtype: torch.dtype = torch.float32, without: tuple[str, ...] = (), quantize: str | None = None):
-        """An InstructPix2Pix model as it is; an SD 1.x / 2.x model converted (``from_sd``)."""
-        from dreamlock.families import detect_family, get_family
-
-        if detect_family(base, base_config) == "sd":
-            sd = load_base_pipeline(base, dtype, base_config, allow_pickle, family=get_family("sd"))
-            return from_sd(sd)
-        return super().load_pipeline(base, base_config, allow_pickle, dtype, without, quantize)
+    converts_from = ("sd",)
+    convert = staticmethod(from_sd)
 
     @torch.no_grad()
     def encode_condition(self, pixels: torch.Tensor) -> torch.Tensor:

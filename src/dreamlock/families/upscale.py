@@ -16,13 +16,10 @@ import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionUpscalePipeline
 
-from dreamlock.families.conditioning import Conditioning
+from dreamlock.families.conditioning import IMAGE, Conditioning
 from dreamlock.families.ip2p import widen_conv_in
 from dreamlock.families.sd import SDAdapter
-from dreamlock.loading import load_base_pipeline
 
-#: the key of the low-resolution image in a Conditioning's extras
-IMAGE = "image"
 #: the noise augmentation range of diffusers' x4 upscaler (``max_noise_level``)
 MAX_NOISE_LEVEL = 350
 
@@ -82,16 +79,8 @@ class UpscaleAdapter(SDAdapter):
     load_kwargs = {"safety_checker": None}
     usage = ("an upscaler: it redraws a low-resolution image at a higher one; chain it after a text-to-image "
              "model with `dreamlock generate BASE --prompt ... --upscale UPSCALER`")
-
-    @classmethod
-    def load_pipeline(cls, base, base_config=None, allow_pickle: bool = False, dtype: torch.dtype = torch.float32,
-                      without: tuple[str, ...] = (), quantize: str | None = None):
-        """An upscaler as it is; an SD 1.x / 2.x model converted (``from_sd``)."""
-        from dreamlock.families import detect_family, get_family
-
-        if detect_family(base, base_config) == "sd":
-            return from_sd(load_base_pipeline(base, dtype, base_config, allow_pickle, family=get_family("sd")))
-        return super().load_pipeline(base, base_config, allow_pickle, dtype, without, quantize)
+    converts_from = ("sd",)
+    convert = staticmethod(from_sd)
 
     @property
     def upscale_factor(self) -> int:

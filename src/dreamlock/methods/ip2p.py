@@ -15,6 +15,5 @@ from dreamlock.methods.full import FullFineTune
 class InstructPix2Pix(FullFineTune):
     name = "ip2p"
     family = "ip2p"
-    converts_from = ("sd",)
     prior_modes = ()
     summary = "trains an image editor (InstructPix2Pix)"

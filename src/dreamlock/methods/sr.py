@@ -15,6 +15,5 @@ from dreamlock.methods.full import FullFineTune
 class SuperResolution(FullFineTune):
     name = "sr"
     family = "sd-upscale"
-    converts_from = ("sd",)
     prior_modes = ()
     summary = "fine-tunes an upscaler (super-resolution stage)"

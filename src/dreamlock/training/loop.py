@@ -16,7 +16,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
 from dreamlock.families.base import ModelFamily
-from dreamlock.families.conditioning import Conditioning
+from dreamlock.families.conditioning import IMAGE, Conditioning
 from dreamlock.methods.base import Method
 from dreamlock.progress import Tracker, progress
 from dreamlock.training import checkpoint as ckpt
@@ -78,7 +78,7 @@ class Trainer:
         target = objective.target(latents, noise, t)
         text = self.prompts([self.method.rewrite_prompt(p) for p in batch.prompts])
         if batch.condition is not None:  # the image to edit (InstructPix2Pix) rides with the instruction
-            text = text.with_extras(image=batch.condition.to(device))
+            text = text.with_extras(**{IMAGE: batch.condition.to(device)})
         if self.config.with_prior_preservation and self.config.prior_mode == "prior_prediction":
             noisy, t, text, target, meta = self._add_prior_prediction(noisy, t, text, target, meta)
         with self.accelerator.autocast():

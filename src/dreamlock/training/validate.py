@@ -12,7 +12,7 @@ from dreamlock.methods import METHODS, get_method
 from dreamlock.training.config import TrainConfig
 from dreamlock.training.dataset import INPUT_DIR, find_images, input_images, read_caption
 from dreamlock.runs import is_run
-from dreamlock.training.checkpoint import checkpoint_dirs
+from dreamlock.training import checkpoint as ckpt
 
 
 def _has_word(text: str, word: str) -> bool:
@@ -57,7 +57,7 @@ def check_paths(config: TrainConfig) -> None:
     if config.class_data_dir is not None and not Path(config.class_data_dir).is_dir():
         raise UserError(f"class_data_dir not found: {config.class_data_dir}; give a folder of class images or leave it out")
     output = Path(config.output)
-    if config.resume is None and (is_run(output) or checkpoint_dirs(output)):  # not a run killed before its first
+    if config.resume is None and (is_run(output) or ckpt.checkpoint_dirs(output)):  # not a run killed before its first
         raise UserError(f"{output}: already holds a run; pass --resume latest to continue it, or choose another --output")
     if output.resolve() == Path(config.data).resolve():
         raise UserError(f"--output {output} is the data folder; choose a separate run folder")
@@ -82,8 +82,6 @@ def check_writable(output: Path) -> None:
 
 def check_resume(output: Path, resume: str) -> None:
     """``--resume`` names this run's own checkpoint (``latest`` or one of ``OUTPUT/checkpoints``)."""
-    from dreamlock.training import checkpoint as ckpt
-
     path = ckpt.find_checkpoint(output, resume)
     own = (output / ckpt.CHECKPOINTS).resolve()
     if path.resolve().parent != own:
@@ -119,9 +117,10 @@ def training_family(config: TrainConfig) -> str:
     if config.family not in (None, method.family):
         raise UserError(f"method {config.method} trains {method.family} models; leave --family out")
     detected = detect_family(config.base, config.base_config)
-    if detected not in (method.family, *method.converts_from):
-        raise UserError(f"method {config.method} {method.summary}: it starts from a "
-                        f"{' or '.join((method.family, *method.converts_from))} model, and {config.base} is a {detected} model")
+    starts = (method.family, *get_family(method.family).converts_from)
+    if detected not in starts:
+        raise UserError(f"method {config.method} {method.summary}: it starts from a {' or '.join(starts)} model, "
+                        f"and {config.base} is a {detected} model")
     return method.family
 
 
