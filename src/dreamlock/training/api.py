@@ -25,6 +25,7 @@ from dreamlock.training.config import TrainConfig
 from dreamlock.training.buckets import bucket_step, image_meta, square_meta, training_sizes
 from dreamlock.training.data import Bucket, PromptEncoder, TrainData, encode_set
 from dreamlock.training.dataset import input_images, instance_examples
+from dreamlock.training.latent_cache import LatentCache
 from dreamlock.training.loop import Trainer
 from dreamlock.training.precision import choose_base_dtype, choose_precision, training_device_type
 from dreamlock.training.prior import class_images
@@ -44,7 +45,8 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
 
 
 def build_data(config: TrainConfig, adapter, phase: Phases | None = None) -> TrainData:
-    """Instance latents per training size (aspect-ratio buckets), each with the class images fitted to it."""
+    """Instance latents per training size (aspect-ratio buckets), each with the class images fitted
+    to it; latents come from, and go to, the run's latent cache (``training/latent_cache.py``)."""
     phase = phase or Phases()
     examples = instance_examples(config.data, config.trigger, config.class_word, config.instance_prompt, config.use_captions)
     paths = [e.image for e in examples]
@@ -61,7 +63,9 @@ def build_data(config: TrainConfig, adapter, phase: Phases | None = None) -> Tra
             )
     inputs = condition_sources(adapter, paths)
     with phase("latents"):
-        buckets = _encode_buckets(config, adapter, paths, [e.prompt for e in examples], sizes, meta, class_paths, inputs)
+        cache = LatentCache(Path(config.output), adapter)
+        buckets = _encode_buckets(config, adapter, paths, [e.prompt for e in examples], sizes, meta, class_paths,
+                                  inputs, cache)
         return TrainData(buckets, config.train_batch_size, config.seed, config.caption_dropout, config.condition_dropout)
 
 
@@ -73,7 +77,8 @@ def condition_sources(adapter, paths: list[Path]) -> list[Path] | None:
     return list(paths) if adapter.condition_kind == "low_res" else None
 
 
-def _encode_buckets(config: TrainConfig, adapter, paths, prompts, sizes, meta, class_paths, inputs) -> list[Bucket]:
+def _encode_buckets(config: TrainConfig, adapter, paths, prompts, sizes, meta, class_paths, inputs,
+                    cache: LatentCache) -> list[Bucket]:
     """``inputs``: each instance image's image before the edit (image-editing families), else None."""
     buckets = []
     for size in sorted(set(sizes), key=lambda s: (s != (config.resolution,) * 2, s)):  # the square one first
@@ -81,11 +86,12 @@ def _encode_buckets(config: TrainConfig, adapter, paths, prompts, sizes, meta, c
         label = f"encoding instance images at {size[0]}x{size[1]}"
         instance = encode_set(adapter, [paths[i] for i in chosen], [prompts[i] for i in chosen], size,
                               config.random_flip, meta[chosen], label=label,
-                              condition_paths=None if inputs is None else [inputs[i] for i in chosen])
+                              condition_paths=None if inputs is None else [inputs[i] for i in chosen], cache=cache)
         klass = None
         if class_paths is not None:
             klass = encode_set(adapter, class_paths, [config.effective_class_prompt] * len(class_paths), size,
-                               config.random_flip, square_meta(len(class_paths), size), label="encoding class images")
+                               config.random_flip, square_meta(len(class_paths), size), label="encoding class images",
+                               cache=cache)
         buckets.append(Bucket(instance, klass))
     return buckets
 

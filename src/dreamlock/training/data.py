@@ -13,7 +13,8 @@ import torch
 from dreamlock.families.base import ModelFamily
 from dreamlock.families.conditioning import Conditioning
 from dreamlock.progress import progress
-from dreamlock.training.dataset import batch_indices, load_pixels, to_model_range
+from dreamlock.training.dataset import batch_indices
+from dreamlock.training.latent_cache import LatentCache, encode_cached
 
 
 @dataclass
@@ -43,28 +44,18 @@ class Batch:
     condition: torch.Tensor | None = None
 
 
-def _encode(encode, pixels: torch.Tensor, flip: bool, chunk: int, bar) -> tuple[torch.Tensor, torch.Tensor | None]:
-    outs, flips = [], []
-    for start in range(0, len(pixels), chunk):
-        part = to_model_range(pixels[start:start + chunk])
-        outs.append(encode(part).cpu())
-        if flip:
-            flips.append(encode(part.flip(-1)).cpu())
-        if bar is not None:
-            bar.advance(len(part))
-    return torch.cat(outs), torch.cat(flips) if flip else None
-
-
 def encode_set(adapter: ModelFamily, paths, prompts: list[str], size: int | tuple[int, int], flip: bool,
-               meta: torch.Tensor, chunk: int = 64, label: str = "encoding images",
-               condition_paths=None) -> ImageSet:
+               meta: torch.Tensor, label: str = "encoding images", condition_paths=None,
+               cache: LatentCache | None = None) -> ImageSet:
     """Encode images at ``size`` to latents in chunks, with a progress bar (and their condition
-    images, same size, same flips, through ``adapter.encode_condition``)."""
+    images, same size, same flips, through ``adapter.encode_condition``), reading and filling the
+    run's latent ``cache`` when given."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
     with progress(label, len(paths)) as bar:
-        latents, flipped = _encode(adapter.encode_images, load_pixels(paths, size), flip, chunk, bar)
+        latents, flipped = encode_cached(adapter.encode_images, list(paths), size, flip, "latents", cache, bar)
     condition = None
     if condition_paths is not None:
-        condition = _encode(adapter.encode_condition, load_pixels(condition_paths, size), flip, chunk, None)
+        condition = encode_cached(adapter.encode_condition, list(condition_paths), size, flip, "condition", cache)
     return ImageSet(latents, flipped, list(prompts), meta, condition)
 
 
