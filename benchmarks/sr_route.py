@@ -30,6 +30,7 @@ from PIL import Image
 from dreamlock.families import get_family
 from dreamlock.grid import make_grid
 from dreamlock.model_defaults import write_model_defaults
+from dreamlock.runs import read_run
 from dreamlock.toyworld.paths import UPSCALER_DIR
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
 from dreamlock.toyworld.superres import judge_upscaling, write_sr_dataset
@@ -51,7 +52,8 @@ def generic(work: Path, images: int, steps: int, batch: int, lr: float) -> tuple
     if not (data / f"{images - 1:05d}.png").is_file():
         write_sr_dataset(data, images)
     run, t = work / "generic", time.time()
-    if not (run / "run.json").is_file():
+    done = read_run(run).step if (run / "run.json").is_file() else 0
+    if done < steps:  # not trained yet, or trained for fewer steps: go on from its last checkpoint
         train(base="toy", data=str(data), output=str(run), method="sr", trigger=None, resolution=64, train_batch_size=batch,
               max_train_steps=steps, learning_rate=lr, lr_scheduler="constant_with_warmup",
               lr_warmup_steps=max(1, steps // 20), caption_dropout=0.1, adam_weight_decay=0.0, random_flip=True,

@@ -107,7 +107,10 @@ CASES = [
                                                   "-i", " "], "--instruction is empty"),
     # the super-resolution stage
     ("sr from a FLUX base", lambda w: ["train", "--base", str(w["flux"]), "--data", str(w["data"]), "--output",
-                                       str(w["root"] / "r9"), "--method", "sr"], "it starts from a sd-upscale or sd model"),
+                                       str(w["root"] / "r9"), "--method", "sr"], "it starts from a sd-upscale or sd or if-sr model"),
+    ("sr as IF stage II from an SD base", lambda w: ["train", "--base", str(w["base"]), "--data", str(w["data"]),
+                                                     "--output", str(w["root"] / "r10"), "--method", "sr", "--family",
+                                                     "if-sr"], "it starts from a if-sr model, and"),
     ("generate from an upscaler", lambda w: ["generate", str(w["upscaler"]), "--prompt", "a dog"], "is an upscaler"),
     ("upscale with a text-to-image model", lambda w: ["generate", str(w["base"]), "--prompt", "a dog", "--upscale",
                                                       str(w["base"])], "not an upscaler"),

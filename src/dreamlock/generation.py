@@ -102,7 +102,7 @@ def load_conditioned(run_or_model: str | Path, kind: str, wanted: str) -> Genera
 def load_upscaler(run_or_model: str | Path) -> Upscaler:
     """An upscaler (``upscaling.py``) from a run or a model, or a one-line error for anything else."""
     return Upscaler(load_conditioned(run_or_model, "low_res", "an upscaler; give a StableDiffusionUpscalePipeline "
-                                     "model, or train one with `dreamlock train --method sr`"))
+                                     "or IFSuperResolutionPipeline model, or train one with `dreamlock train --method sr`"))
 
 
 def add_user_weights(pipe, lora_scale: float, loras, embeddings, allow_pickle: bool) -> None:

@@ -1,6 +1,6 @@
 """The super-resolution stage at generation time: `generate BASE --upscale UPSCALER` redraws each
-image at the upscaler's factor (an ``sd-upscale`` model: any ``StableDiffusionUpscalePipeline``,
-or a run of `dreamlock train --method sr`), with the same prompt and seed."""
+image at the upscaler's factor (an ``sd-upscale`` model: any ``StableDiffusionUpscalePipeline``; an
+``if-sr`` model: DeepFloyd IF stage II; or a run of `dreamlock train --method sr`), with the same prompt and seed."""
 
 from __future__ import annotations
 
@@ -25,5 +25,5 @@ class Upscaler:
         """Each image upscaled (image i with seed i)."""
         n = len(images)
         return self.pipe([prompt] * n, image=list(images), num_inference_steps=steps, guidance_scale=self.guidance,
-                         noise_level=self.noise_level,
+                         noise_level=self.noise_level, **self.family.upscale_kwargs(images[0].size),
                          generator=[torch.Generator().manual_seed(s) for s in seeds]).images

@@ -1,6 +1,7 @@
 """The super-resolution stage on tiny random models (plumbing): `train --method sr` fine-tunes an
-upscaler's UNet on pairs made from the subject's own images and resumes exactly (noise augmentation
-included); `generate --upscale` chains a base model and the upscaler."""
+upscaler's UNet (the SD x4 upscaler and DeepFloyd IF stage II) on pairs made from the subject's own
+images and resumes exactly (noise augmentation included); `generate --upscale` chains a base model
+and the upscaler."""
 
 from __future__ import annotations
 
@@ -13,19 +14,6 @@ from dreamlock.families import get_family
 from dreamlock.families.conditioning import Conditioning
 from dreamlock.generation import generate
 from dreamlock.training.api import prepare_trainer, train
-from dreamlock.training.config import TrainConfig
-
-
-@pytest.fixture
-def make(tiny_bases, tmp_path, images_writer):
-    data = images_writer(tmp_path / "data", 3, size=64)
-
-    def config(**overrides) -> TrainConfig:
-        values = dict(base=str(tiny_bases["sd-upscale"]), data=str(data), output=str(tmp_path / "run"), method="sr",
-                      max_train_steps=3, learning_rate=1e-3, random_flip=True)
-        return TrainConfig.model_validate(values | overrides)
-
-    return config
 
 
 def test_the_condition_is_the_image_downscaled_by_the_upscale_factor(tiny_bases):
@@ -42,25 +30,29 @@ def test_the_condition_is_the_image_downscaled_by_the_upscale_factor(tiny_bases)
     assert torch.equal(first, again)  # the noise level and augmentation come from the seeded generator
 
 
-def test_sr_trains_the_unet_and_resumes_exactly(make, tmp_path):
-    straight = prepare_trainer(make(output=str(tmp_path / "a"), max_train_steps=4))
+@pytest.mark.parametrize("family", ["sd-upscale", "if-sr"])
+def test_sr_trains_the_unet_and_resumes_exactly(make_sr, tmp_path, family):
+    straight = prepare_trainer(make_sr(family, output=str(tmp_path / "a"), max_train_steps=4))
     before = {k: v.clone() for k, v in straight.adapter.denoiser.state_dict().items()}
-    vae = {k: v.clone() for k, v in straight.adapter.vae.state_dict().items()} if straight.adapter.vae else {}
-    assert straight.data.instance.condition[0].shape[-1] == straight.data.instance.latents.shape[-1]
+    frozen = [m for m in straight.adapter.modules() if m is not straight.adapter.denoiser]  # VAE or T5, text encoder
+    frozen_before = [{k: v.clone() for k, v in m.state_dict().items()} for m in frozen]
+    assert straight.data.instance.condition[0].shape[-1] * straight.adapter.upscale_factor == \
+        straight.data.instance.latents.shape[-1] * straight.adapter.vae_scale_factor
     straight.run()
     after = straight.adapter.denoiser.state_dict()
     assert sum(not torch.equal(before[k], after[k]) for k in before) > len(before) // 2
-    first = prepare_trainer(make(output=str(tmp_path / "b"), max_train_steps=4, checkpointing_steps=2))
+    assert all(torch.equal(v, m.state_dict()[k]) for m, state in zip(frozen, frozen_before) for k, v in state.items())
+    first = prepare_trainer(make_sr(family, output=str(tmp_path / "b"), max_train_steps=4, checkpointing_steps=2))
     first.run(stop_after=2)
-    resumed = prepare_trainer(make(output=str(tmp_path / "b"), max_train_steps=4, checkpointing_steps=2, resume="latest"))
+    resumed = prepare_trainer(make_sr(family, output=str(tmp_path / "b"), max_train_steps=4, checkpointing_steps=2,
+                                      resume="latest"))
     resumed.run()
     got = resumed.adapter.denoiser.state_dict()
     assert max((after[k] - got[k]).abs().max().item() for k in after) <= 1e-6
-    assert all(torch.equal(v, resumed.adapter.vae.state_dict()[k]) for k, v in vae.items())
 
 
-def test_generate_chains_the_upscaler(make, tiny_bases, tmp_path):
-    run = train(**make().model_dump(exclude={"config_version"}))
+def test_generate_chains_the_upscaler(make_sr, tiny_bases, tmp_path):
+    run = train(**make_sr().model_dump(exclude={"config_version"}))
     plain = generate(tiny_bases["sd"], "a photo of a dog", n=2, steps=2, out=tmp_path / "plain")
     big = generate(tiny_bases["sd"], "a photo of a dog", n=2, steps=2, out=tmp_path / "big", upscale=str(run))
     small = Image.open(plain[0])

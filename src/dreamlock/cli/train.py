@@ -20,8 +20,9 @@ def train(
     allow_pickle: Optional[bool] = typer.Option(None, "--allow-pickle", help="allow a pickled .ckpt base (runs code!)"),
     data: Optional[Path] = typer.Option(None, help="folder of instance images (+ .txt captions)"),
     output: Optional[Path] = typer.Option(None, help="run folder to write"),
-    family: Optional[str] = typer.Option(None, help="model family (sd | sdxl | sd3 | flux); default: read from the base model"),
-    method: Optional[str] = typer.Option(None, help="full | lora | ti | pivotal"),
+    family: Optional[str] = typer.Option(None, help="model family (sd | sdxl | sd3 | flux | ip2p | sd-upscale | "
+                                         "if-sr); default: read from the base model"),
+    method: Optional[str] = typer.Option(None, help="full | lora | ti | pivotal | ip2p | sr"),
     class_word: Optional[str] = typer.Option(None, help="the subject's class, e.g. dog"),
     trigger: Optional[str] = typer.Option(None, help="the identifier word, e.g. sks"),
     prior_preservation: Optional[bool] = typer.Option(None, "--prior-preservation/--no-prior-preservation"),

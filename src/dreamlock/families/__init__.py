@@ -26,6 +26,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "flux": ("dreamlock.families.flux:FluxAdapter", ("FluxPipeline",)),  # FLUX.1 dev / schnell
     "ip2p": ("dreamlock.families.ip2p:IP2PAdapter", ("StableDiffusionInstructPix2PixPipeline",)),  # InstructPix2Pix
     "sd-upscale": ("dreamlock.families.upscale:UpscaleAdapter", ("StableDiffusionUpscalePipeline",)),  # SD x4 upscaler
+    "if-sr": ("dreamlock.families.if_sr:IFSuperResolutionAdapter", ("IFSuperResolutionPipeline",)),  # DeepFloyd IF II
 }
 DEFAULT_FAMILY = "sd"
 

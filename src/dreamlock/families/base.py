@@ -81,6 +81,8 @@ class ModelFamily:
     condition_kind: ClassVar[str | None] = None
     #: for families with a condition: what a model of the family is and which command uses it
     usage: ClassVar[str] = ""
+    #: the denoiser works on pixels, there is no VAE (DeepFloyd IF): "latents" are the pixels in [-1, 1]
+    pixel_space: ClassVar[bool] = False
     #: families whose models ``load_pipeline`` turns into one of this family with ``convert``
     converts_from: ClassVar[tuple[str, ...]] = ()
     #: extra keyword arguments the pipeline class needs when built from components
@@ -90,7 +92,8 @@ class ModelFamily:
 
     def __init__(self, pipe):
         self.pipe = pipe
-        self.vae_config = pipe.vae.config  # kept: the VAE itself may be released after latent caching
+        vae = getattr(pipe, "vae", None)
+        self.vae_config = vae.config if vae is not None else None  # kept: the VAE may be released after caching
         self._token_ids: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}
         self.objective = self.make_objective(pipe.scheduler.config)
 
@@ -126,7 +129,7 @@ class ModelFamily:
             return cls.convert(get_family(source).load_pipeline(base, base_config, allow_pickle, dtype))
         pipe = load_base_pipeline(base, dtype, base_config, allow_pickle, family=cls, without=tuple(without),
                                   quantize=quantize)
-        needed = [cls.denoiser_name, "vae"] + [n for s in cls.text_encoder_slots if not s.optional
+        needed = [cls.denoiser_name] + ([] if cls.pixel_space else ["vae"]) + [n for s in cls.text_encoder_slots if not s.optional
                                                for n in (s.name, s.tokenizer)]
         missing = [name for name in needed if getattr(pipe, name, None) is None]
         if missing:
@@ -156,8 +159,8 @@ class ModelFamily:
         return getattr(self.pipe, self.denoiser_name)
 
     @property
-    def vae(self) -> torch.nn.Module:
-        return self.pipe.vae
+    def vae(self) -> torch.nn.Module | None:
+        return getattr(self.pipe, "vae", None)
 
     @classmethod
     def tunable_slots(cls) -> tuple[TextEncoderSlot, ...]:
@@ -189,12 +192,12 @@ class ModelFamily:
         """Drop the text encoders and / or the VAE from the model once their outputs are cached
         (``training/text_cache.py``); encoding a new prompt or image afterwards is an error."""
         names = [s.name for s in self.text_encoder_slots] if text_encoders else []
-        for name in names + (["vae"] if vae else []):
+        for name in names + (["vae"] if vae and not self.pixel_space else []):
             setattr(self.pipe, name, None)
 
     def modules(self) -> list[torch.nn.Module]:
         texts = [m for s in self.text_encoder_slots if (m := getattr(self.pipe, s.name, None)) is not None]
-        return [m for m in [self.denoiser, self.pipe.vae] if m is not None] + texts
+        return [m for m in [self.denoiser, self.vae] if m is not None] + texts
 
     def to(self, device) -> None:
         for module in self.modules():
@@ -202,7 +205,8 @@ class ModelFamily:
 
     @property
     def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae_config.block_out_channels) - 1)
+        """Pixels per latent (1 for pixel-space families)."""
+        return 1 if self.vae_config is None else 2 ** (len(self.vae_config.block_out_channels) - 1)
 
     @property
     def size_multiple(self) -> int:
@@ -242,6 +246,12 @@ class ModelFamily:
     def encode_condition(self, pixels: torch.Tensor) -> torch.Tensor:
         """The per-image condition of families with a ``condition_kind`` (pixels in [-1, 1])."""
         raise NotImplementedError(f"the {self.name} family takes no image condition")
+
+    @classmethod
+    def upscale_kwargs(cls, size: tuple[int, int]) -> dict:
+        """Upscalers: the pipeline arguments that make an image of ``size`` (width, height) come out
+        at the upscale factor (the SD upscaler derives it from the image; IF stage II needs it)."""
+        return {}
 
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning,
                 meta: torch.Tensor | None = None) -> torch.Tensor:

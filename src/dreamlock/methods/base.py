@@ -24,9 +24,9 @@ class Method:
     learns_token: ClassVar[bool] = False  # needs a trigger word to turn into a new token
     supports_ema: ClassVar[bool] = False  # trains the whole denoiser, so an EMA of it makes sense
     summary: ClassVar[str] = ""  # for messages: "run R <summary>, ..."
-    #: the family the method trains (None: the base model's own; a base of another family is converted
-    #: when that family lists it in ``converts_from``)
-    family: ClassVar[str | None] = None
+    #: the families the method trains (empty: any, the base model's own); a base of another family
+    #: is converted when one of them lists it in ``converts_from``
+    families: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, adapter: ModelFamily, config: "TrainConfig"):
         self.adapter = adapter

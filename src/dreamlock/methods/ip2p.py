@@ -14,6 +14,6 @@ from dreamlock.methods.full import FullFineTune
 
 class InstructPix2Pix(FullFineTune):
     name = "ip2p"
-    family = "ip2p"
+    families = ("ip2p",)
     prior_modes = ()
     summary = "trains an image editor (InstructPix2Pix)"

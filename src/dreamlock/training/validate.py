@@ -110,18 +110,21 @@ def check_method(config: TrainConfig) -> None:
 
 
 def training_family(config: TrainConfig) -> str:
-    """The family a run trains: the method's own (ip2p), else ``--family``, else the base model's."""
+    """The family a run trains: one of the method's own (ip2p, sr) that the base model is or converts
+    to, else ``--family``, else the base model's."""
     method = get_method(config.method)
-    if method.family is None:
+    if not method.families:
         return config.family or detect_family(config.base, config.base_config)
-    if config.family not in (None, method.family):
-        raise UserError(f"method {config.method} trains {method.family} models; leave --family out")
+    if config.family not in (None, *method.families):
+        raise UserError(f"method {config.method} trains {' or '.join(method.families)} models; leave --family out")
     detected = detect_family(config.base, config.base_config)
-    starts = (method.family, *get_family(method.family).converts_from)
-    if detected not in starts:
-        raise UserError(f"method {config.method} {method.summary}: it starts from a {' or '.join(starts)} model, "
-                        f"and {config.base} is a {detected} model")
-    return method.family
+    wanted = (config.family,) if config.family else method.families
+    for family in wanted:
+        if detected == family or detected in get_family(family).converts_from:
+            return family
+    starts = [f for family in wanted for f in (family, *get_family(family).converts_from)]
+    raise UserError(f"method {config.method} {method.summary}: it starts from a {' or '.join(starts)} model, "
+                    f"and {config.base} is a {detected} model")
 
 
 def check_family(config: TrainConfig) -> None:
