@@ -123,7 +123,7 @@ def ship(run: Path) -> Path:
     pipe = get_family("sd-upscale").load_pipeline(run / "final" / "pipeline", dtype=torch.float16)
     shutil.rmtree(UPSCALER_DIR, ignore_errors=True)
     pipe.save_pretrained(UPSCALER_DIR, safe_serialization=True)
-    write_model_defaults(UPSCALER_DIR, 1.0, world="toy")
+    write_model_defaults(UPSCALER_DIR, UPSCALE_GUIDANCE, world="toy")
     return UPSCALER_DIR
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from diffusers import DPMSolverMultistepScheduler
 from safetensors.torch import load_file
 
@@ -243,8 +244,13 @@ class ModelFamily:
         shift = getattr(self.vae_config, "shift_factor", None) or 0.0  # SD3 / FLUX VAEs have one
         return (dist.mean.float() - shift) * self.vae_config.scaling_factor
 
+    @torch.no_grad()
     def encode_condition(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The per-image condition of families with a ``condition_kind`` (pixels in [-1, 1])."""
+        """The per-image condition of families with a ``condition_kind`` (pixels in [-1, 1]). For
+        upscalers (``low_res``): the image area-averaged by the family's ``upscale_factor``, the small
+        picture the stage learns to redraw; image editors override it."""
+        if self.condition_kind == "low_res":
+            return F.avg_pool2d(pixels.float(), self.upscale_factor)
         raise NotImplementedError(f"the {self.name} family takes no image condition")
 
     @classmethod

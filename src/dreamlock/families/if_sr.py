@@ -59,11 +59,6 @@ class IFSuperResolutionAdapter(ModelFamily):
         """Pixel space: the training target is the image itself, in [-1, 1]."""
         return pixels.float()
 
-    @torch.no_grad()
-    def encode_condition(self, pixels: torch.Tensor) -> torch.Tensor:
-        """A training image -> its low-resolution copy (area-averaged by the upscale factor)."""
-        return F.avg_pool2d(pixels.float(), self.upscale_factor)
-
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning,
                 meta: torch.Tensor | None = None) -> torch.Tensor:
         """The predicted noise (the variance half of the output is not trained). The low-resolution

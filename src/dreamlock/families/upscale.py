@@ -4,7 +4,7 @@ The UNet takes the noisy latents and, beside them, the low-resolution image itse
 size of the latents: the upscale factor is the VAE's downsampling), noised to a random
 ``noise_level`` by the pipeline's ``low_res_scheduler``; the noise level is the UNet's class label.
 Training pairs are made from the subject's own images: the image is the target, its downscaled
-copy the condition (``encode_condition``), so the stage learns to redraw the subject's fine detail
+copy the condition (``ModelFamily.encode_condition``), so the stage learns to redraw the subject's fine detail
 from a small picture of it.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from diffusers import StableDiffusionUpscalePipeline
 
 from dreamlock.families.conditioning import IMAGE, Conditioning
@@ -85,12 +84,6 @@ class UpscaleAdapter(SDAdapter):
     @property
     def upscale_factor(self) -> int:
         return self.vae_scale_factor
-
-    @torch.no_grad()
-    def encode_condition(self, pixels: torch.Tensor) -> torch.Tensor:
-        """A training image, pixels in [-1, 1] -> its low-resolution copy (area-averaged by the
-        upscale factor), the image the stage learns to upscale."""
-        return F.avg_pool2d(pixels.float(), self.upscale_factor)
 
     def predict(self, noisy: torch.Tensor, t: torch.Tensor, cond: Conditioning,
                 meta: torch.Tensor | None = None) -> torch.Tensor:

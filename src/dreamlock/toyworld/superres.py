@@ -67,9 +67,9 @@ def judge_upscaling(upscale, subject: str, prompt: str, seeds: int = 4, steps: i
     """Render the subject anew (every scene, ``seeds`` poses each: never a training photo), shrink each
     to 16 px, upscale it with ``upscale(images, prompt, seeds) -> images`` (``prompt`` with the scene's
     phrase, "a photo of sks heart on the beach", as a chained generation's prompt names it; seeds: the
-    images' indices) and score the results as
-    `evaluate` scores generations: subject fidelity against the references, the oracle's subject verdict,
-    and how often the oracle reads the subject's detail and detail colour. Bicubic upscaling and the
+    images' indices) and score the results as `evaluate` scores generations: subject fidelity against
+    the references, the oracle's subject verdict, and how often the oracle reads the subject's detail
+    and detail colour. Bicubic upscaling and the
     true 64 px renders are scored the same way (floor and ceiling). ``pixel_scores`` compares each
     image with its true render (PSNR, detail PSNR): the oracle judges the subject alone and was fooled
     by stripe bands without the star's outline on an empty backdrop (2026-11-28); PSNR is not."""

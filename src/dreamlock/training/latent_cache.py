@@ -37,7 +37,7 @@ def vae_fingerprint(adapter) -> str:
     """The family and its VAE: config, dtype and a strided sample of every weight (cheap, and
     different for any retrained or converted VAE)."""
     digest = hashlib.sha1(f"{VERSION}:{adapter.name}".encode())
-    vae = getattr(adapter, "vae", None)
+    vae = adapter.vae
     if vae is not None:
         digest.update(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
         for name, param in sorted(vae.state_dict().items()):
@@ -55,7 +55,6 @@ class LatentCache:
         self.folder = Path(run_dir) / CACHE_DIR
         self.vae = vae_fingerprint(adapter)
         self.writable = True
-        self.read = 0  # entries served from disk (reported, and checked by the tests)
         for stale in self.folder.glob(".*.tmp"):  # a run killed mid-write
             stale.unlink(missing_ok=True)
 
@@ -101,8 +100,6 @@ def encode_cached(encode: Callable[[torch.Tensor], torch.Tensor], paths: list[Pa
     keys = [cache.key(p, size, flip, kind) for p in paths] if cache is not None else [None] * len(paths)
     found = [cache.load(k, flip) if cache is not None else None for k in keys]
     missing = [i for i, entry in enumerate(found) if entry is None]
-    if cache is not None:
-        cache.read += len(paths) - len(missing)
     if bar is not None:
         bar.advance(len(paths) - len(missing))
     for start in range(0, len(missing), chunk):
