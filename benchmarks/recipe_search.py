@@ -19,7 +19,8 @@ from dreamlock.evaluation import evaluate
 from dreamlock.generation import generate
 from dreamlock.toyworld.demo import NEW_SCENES, TOY_LORA_TARGETS, TRIGGER, demo_train_config, judge_generations
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
-from dreamlock.toyworld.vocab import subject_prompt
+from dreamlock.toyworld.base import shipped_base
+from dreamlock.toyworld.vocab import SCENES, caption_for, subject_prompt
 from dreamlock.training.api import train
 
 ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -37,6 +38,10 @@ VARIANTS = {
     "lora_conv_te_r32_lr2e-3": ("lora", dict(CONV_TE, rank=32, learning_rate=2e-3, max_train_steps=300)),
     "lora_conv_te_1200": ("lora", dict(CONV_TE, max_train_steps=1200)),
     "lora_conv_te_1200_prior0.3": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200)),
+    # class images of every scene, each trained with its own scene's class prompt (2026-11-28, 7th session)
+    "lora_conv_te_1200_prior0.3_scenes": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
+                                                       class_scenes=True)),
+    "lora_conv_te_1200_scenes": ("lora", dict(CONV_TE, max_train_steps=1200, class_scenes=True)),
     "full": ("full", dict(max_train_steps=300)),
     "full_lr3e-4": ("full", dict(learning_rate=3e-4, max_train_steps=300)),
     "full_lr2e-4": ("full", dict(learning_rate=2e-4, max_train_steps=300)),
@@ -62,6 +67,19 @@ def judge_new_scenes(run: Path, refs: Path, class_word: str, guidance: float | N
     return {"accepted": verdict["accepted"], "total": verdict["total"], "per_scene": per_scene}
 
 
+def scene_class_images(class_word: str, folder: Path, per_scene: int = 8) -> Path:
+    """``per_scene`` base-model images of the class in every scene, each with its prompt as sidecar."""
+    if len(list(folder.glob("*.txt"))) == per_scene * len(SCENES):
+        return folder
+    for k, scene in enumerate(SCENES):
+        prompt = caption_for(class_word, None, scene)
+        for j, path in enumerate(generate(shipped_base(), [prompt], n=per_scene, seed=1000 * k, steps=20,
+                                          out=folder / "tmp")):
+            image = path.rename(folder / f"class-{scene}-{j:02d}.png")
+            image.with_suffix(".txt").write_text(prompt + "\n")
+    return folder
+
+
 def run_variant(work: Path, subject: str, name: str, seeds: int, full_evaluation: bool, base: Path | None = None,
                 guidance: float | None = None) -> dict:
     method, overrides = VARIANTS[name]
@@ -72,6 +90,9 @@ def run_variant(work: Path, subject: str, name: str, seeds: int, full_evaluation
     run = work / subject / name
     cfg = demo_train_config(refs, run, spec.class_word, method, None, False, work / "class-cache")
     cfg.update(validation_prompt=[], with_prior_preservation=method != "ti")
+    overrides = dict(overrides)
+    if overrides.pop("class_scenes", False):
+        cfg["class_data_dir"] = str(scene_class_images(spec.class_word, work / "class-scenes" / spec.class_word))
     cfg.update(overrides)
     if base is not None:
         cfg["base"] = str(base)

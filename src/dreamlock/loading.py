@@ -47,10 +47,21 @@ def _load_folder(family, path: Path, dtype: torch.dtype, skip: dict):
                         "leave --family out to use the model's own family") from None
 
 
-def nf4_config(component: str, compute_dtype: torch.dtype):
-    """diffusers' pipeline quantization: ``component`` in bitsandbytes 4-bit NF4 (QLoRA's base)."""
+def quantization_config(kind: str, component: str, compute_dtype: torch.dtype):
+    """diffusers' pipeline quantization of ``component``: ``nf4`` = bitsandbytes 4-bit NF4 (QLoRA's
+    base; diffusers' bitsandbytes loader needs a GPU), ``fp8`` = optimum-quanto float8 weights (any device)."""
     from diffusers.quantizers import PipelineQuantizationConfig
 
+    if kind == "fp8":
+        import warnings
+
+        from diffusers import QuantoConfig
+
+        # diffusers marks its Quanto backend deprecated for 1.0; it is the fp8 path that runs on CPU and GPU today
+        warnings.filterwarnings("ignore", message=r".*Quanto.* deprecated", category=FutureWarning)
+
+        # a quant_mapping, because diffusers' and transformers' QuantoConfig signatures differ
+        return PipelineQuantizationConfig(quant_mapping={component: QuantoConfig(weights_dtype="float8")})
     kwargs = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": compute_dtype}
     return PipelineQuantizationConfig(quant_backend="bitsandbytes_4bit", quant_kwargs=kwargs,
                                       components_to_quantize=[component])
@@ -95,13 +106,14 @@ def load_base_pipeline(
     """Load a pipeline from a local folder, a single file or a hub id. ``family`` is the adapter
     class (``families.get_family(name)``): it names the pipeline class and its loading options.
     ``without``: components not to load at all (SD3's optional T5 and its tokenizer).
-    ``quantize="nf4"``: the denoiser in 4-bit NF4 through bitsandbytes (CUDA; folders and hub ids)."""
+    ``quantize``: the denoiser in 4-bit NF4 (``"nf4"``, bitsandbytes, CUDA) or float8 weights (``"fp8"``,
+    optimum-quanto); folders and hub ids."""
     _quiet_transformers()
     skip = dict.fromkeys(without)
     if not allow_pickle:
         skip["use_safetensors"] = True  # a component with only .bin / .pt weights is refused, never unpickled
     if quantize is not None:
-        skip["quantization_config"] = nf4_config(family.denoiser_name, dtype)
+        skip["quantization_config"] = quantization_config(quantize, family.denoiser_name, dtype)
     path = Path(base).expanduser()
     if path.is_dir():
         pipe = _load_folder(family, path, dtype, skip)

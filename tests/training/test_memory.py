@@ -1,6 +1,7 @@
-"""Memory options (plumbing; CPU only here, the CUDA paths are exercised through their refusals):
-the GPU check's arithmetic and message, out-of-memory turned into advice, card-size presets, a
-half-precision frozen base that trains fp32 LoRA weights, and the NF4 option's refusals."""
+"""Memory options (plumbing on tiny models; CPU only here, the CUDA-only paths are exercised through
+their refusals): the GPU check's arithmetic and message, out-of-memory turned into advice, card-size
+presets, a half-precision frozen base that trains fp32 LoRA weights, an fp8 (optimum-quanto) frozen
+base under a trained LoRA, bitsandbytes' 8-bit AdamW on the CPU, and the NF4 option's refusals."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def test_base_dtype_defaults():
 @pytest.mark.parametrize("overrides, says", [
     (dict(base_dtype="bf16", mixed_precision="no"), "computes under autocast"),
     (dict(quantize_base="nf4", method="full"), "method full trains its weights"),
-    (dict(quantize_base="nf4"), "needs a CUDA GPU"),
+    (dict(quantize_base="nf4"), "needs a CUDA GPU .* use quantize_base='fp8'"),
+    (dict(quantize_base="fp8", method="full"), "frozen in 8-bit floats, and method full trains"),
     (dict(memory_preset="12gb"), "needs a CUDA GPU"),
 ])
 def test_memory_options_refused_in_one_line(make, overrides, says):
@@ -86,3 +88,52 @@ def test_memory_options_refused_in_one_line(make, overrides, says):
         check_memory_options(make(**overrides))
     assert "\n" not in str(e.value)
 
+
+
+@pytest.mark.parametrize("family", ["sd", "flux"])
+def test_fp8_base_trains_a_lora_over_quantized_layers(tiny_bases, make, family, tmp_path):
+    from optimum.quanto import QLinear
+
+    from dreamlock.pipelines import load_pipeline
+    from dreamlock.training.api import train
+
+    config = make(base=str(tiny_bases[family]), quantize_base="fp8", max_train_steps=3)
+    trainer = prepare_trainer(config)
+    denoiser = trainer.adapter.denoiser
+    wrapped = [m.base_layer for n, m in denoiser.named_modules() if hasattr(m, "base_layer") and "lora" not in n]
+    assert wrapped and all(isinstance(m, QLinear) for m in wrapped)  # every LoRA sits on an fp8 layer
+    frozen = {n: p.detach().clone() for n, p in denoiser.named_parameters() if "lora_" not in n}
+    before = [p.detach().clone() for p in trainer.params]
+    losses = [trainer.optimizer_step()["loss"] for _ in range(2)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.params))
+    assert all(torch.equal(frozen[n], p) for n, p in denoiser.named_parameters() if n in frozen)
+    # the whole run: its LoRA (fp32, unquantized) loads on the full-precision base and changes the image
+    run = train(config.model_copy(update={"output": tmp_path / "fp8-run"}))
+    (lora_pipe, _), (base_pipe, _) = load_pipeline(run), load_pipeline(tiny_bases[family])
+    kw = dict(prompt="a photo of sks dog", num_inference_steps=2, height=32, width=32, output_type="np")
+    ours = lora_pipe(generator=torch.Generator().manual_seed(0), **kw).images
+    plain = base_pipe(generator=torch.Generator().manual_seed(0), **kw).images
+    assert abs(ours - plain).max() > 1e-4
+
+
+def test_8bit_adam_runs_on_the_cpu_and_resumes_exactly(make, tmp_path):
+    import bitsandbytes as bnb
+
+    from dreamlock.training.api import train
+
+    trainer = prepare_trainer(make(use_8bit_adam=True))
+    inner = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    assert isinstance(inner, bnb.optim.AdamW8bit)  # (states of tensors under 4,096 values stay 32-bit, as in bnb)
+    assert torch.isfinite(torch.tensor(trainer.optimizer_step()["loss"]))
+    common = dict(use_8bit_adam=True, max_train_steps=4, checkpointing_steps=2)
+    straight = prepare_trainer(make(output=str(tmp_path / "a"), **common))
+    straight.run()
+    first = prepare_trainer(make(output=str(tmp_path / "b"), **common))
+    first.run(stop_after=3)  # the checkpoint at step 2 (8-bit optimizer state included) is on disk
+    resumed = prepare_trainer(make(output=str(tmp_path / "b"), resume="latest", **common))
+    assert resumed.step == 2
+    resumed.run()
+    want, got = straight.method.trainable_state(), resumed.method.trainable_state()
+    assert want.keys() == got.keys()
+    assert max((want[k] - got[k]).abs().max().item() for k in want) <= 1e-6

@@ -114,3 +114,22 @@ def test_a_full_disk_during_class_generation_keeps_the_finished_images(tmp_path,
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert sorted(p.name for p in folder.iterdir() if p.suffix == ".png") == ["class-00000.png", "class-00001.png"]
     assert not list(folder.glob(".*"))  # no half-written image left behind
+
+
+def test_class_images_with_their_own_captions_train_with_them(make_config, tmp_path, images_writer):
+    """Class images of several scenes, each with a ``.txt`` of the prompt it was made from: each is
+    trained against its own prompt; one without a sidecar gets the class prompt."""
+    from dreamlock.training.api import prepare_trainer
+
+    mine = images_writer(tmp_path / "class-mine", 3)
+    files = sorted(mine.glob("*.png"))
+    (files[0].with_suffix(".txt")).write_text("a photo of a dog on the beach\n")
+    (files[1].with_suffix(".txt")).write_text("a photo of a dog in the snow\n")
+    trainer = prepare_trainer(make_config(with_prior_preservation=True, class_data_dir=str(mine), num_class_images=3,
+                                          class_prompt="a photo of a dog"))
+    assert trainer.data.klass.prompts == ["a photo of a dog on the beach", "a photo of a dog in the snow",
+                                          "a photo of a dog"]
+    from dreamlock.training.text_cache import training_prompts
+
+    assert set(trainer.data.klass.prompts) <= set(training_prompts(trainer.data, trainer.method, trainer.config))
+    assert torch.isfinite(torch.tensor(trainer.optimizer_step()["loss"]))

@@ -24,7 +24,7 @@ from dreamlock.training import checkpoint as ckpt
 from dreamlock.training.config import TrainConfig
 from dreamlock.training.buckets import bucket_step, image_meta, square_meta, training_sizes
 from dreamlock.training.data import Bucket, PromptEncoder, TrainData, encode_set
-from dreamlock.training.dataset import input_images, instance_examples
+from dreamlock.training.dataset import input_images, instance_examples, read_caption
 from dreamlock.training.latent_cache import LatentCache
 from dreamlock.training.loop import Trainer
 from dreamlock.training.precision import choose_base_dtype, choose_precision, training_device_type
@@ -89,11 +89,17 @@ def _encode_buckets(config: TrainConfig, adapter, paths, prompts, sizes, meta, c
                               condition_paths=None if inputs is None else [inputs[i] for i in chosen], cache=cache)
         klass = None
         if class_paths is not None:
-            klass = encode_set(adapter, class_paths, [config.effective_class_prompt] * len(class_paths), size,
+            klass = encode_set(adapter, class_paths, class_prompts(class_paths, config.effective_class_prompt), size,
                                config.random_flip, square_meta(len(class_paths), size), label="encoding class images",
                                cache=cache)
         buckets.append(Bucket(instance, klass))
     return buckets
+
+
+def class_prompts(class_paths: list[Path], default: str) -> list[str]:
+    """Each class image's prompt: its own ``.txt`` sidecar (class images of several scenes or poses,
+    each with the prompt it was made from), else the class prompt."""
+    return [read_caption(p) or default for p in class_paths]
 
 
 def seed_everything(seed: int) -> None:

@@ -74,7 +74,9 @@ class TrainConfig(StrictModel):
     # the frozen base's weights: auto = bf16 (fp16 without bf16) on CUDA unless the method trains the whole
     # denoiser, fp32 on the CPU; trained parameters stay fp32 either way
     base_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    quantize_base: Literal["nf4"] | None = None  # CUDA + bitsandbytes: the frozen denoiser in 4-bit NF4 (QLoRA)
+    #: the frozen denoiser quantized for LoRA: "nf4" (4-bit, bitsandbytes, CUDA: QLoRA) or "fp8" (8-bit float
+    #: weights, optimum-quanto, any device)
+    quantize_base: Literal["nf4", "fp8"] | None = None
     memory_preset: Literal["12gb", "16gb", "24gb"] | None = None  # fills the memory keys you left unset (MEMORY_PRESETS)
     gradient_checkpointing: bool = False
     # torch.compile the denoiser: ~10% faster steady steps on the toy model, but minutes of compiling

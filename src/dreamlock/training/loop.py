@@ -18,7 +18,7 @@ from diffusers.training_utils import EMAModel
 from dreamlock.families.base import ModelFamily
 from dreamlock.families.conditioning import IMAGE, Conditioning
 from dreamlock.methods.base import Method
-from dreamlock.progress import Tracker, progress
+from dreamlock.progress import Tracker, progress, warn
 from dreamlock.training import checkpoint as ckpt
 from dreamlock.training.config import TrainConfig
 from dreamlock.training.data import PromptEncoder, TrainData
@@ -29,14 +29,17 @@ from dreamlock.training.sampling import save_samples
 
 
 def make_optimizer(config: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    """AdamW; with ``use_8bit_adam``, bitsandbytes' AdamW8bit (CUDA, and the CPU since bitsandbytes
+    0.49), else torch's with a warning."""
     kwargs = dict(betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.adam_weight_decay, eps=config.adam_epsilon)
-    if config.use_8bit_adam and torch.cuda.is_available():
+    if config.use_8bit_adam:
         try:
             import bitsandbytes as bnb
 
             return bnb.optim.AdamW8bit(groups, **kwargs)
-        except ImportError:
-            pass  # falls back to torch AdamW; the run log says so
+        except (ImportError, RuntimeError, AttributeError) as e:
+            warn(f"use_8bit_adam: bitsandbytes is not usable here ({type(e).__name__}); training with torch's "
+                 "AdamW (pip install 'bitsandbytes>=0.49')")
     return torch.optim.AdamW(groups, **kwargs)
 
 

@@ -160,6 +160,11 @@ def check_image_conditioned(config: TrainConfig, name: str) -> None:
                         f"leave {used[0]} out (try edits with `dreamlock edit RUN IMAGE --instruction ...`)")
 
 
+#: quantize_base -> (module to import, pip package); and what it keeps the base in
+QUANT_PACKAGE = {"nf4": ("bitsandbytes", "bitsandbytes"), "fp8": ("optimum.quanto", "optimum-quanto")}
+QUANT_BITS = {"nf4": "4 bits", "fp8": "8-bit floats"}
+
+
 def check_memory_options(config: TrainConfig) -> None:
     """Precision and quantization keys against the method and the machine."""
     import importlib.util
@@ -171,13 +176,15 @@ def check_memory_options(config: TrainConfig) -> None:
                         f"'{config.base_dtype}', or base_dtype='fp32'")
     if config.quantize_base is None:
         return
+    kind = config.quantize_base
     if "pipeline" in get_method(config.method).produces:
-        raise UserError(f"quantize_base keeps the base frozen in 4 bits, and method {config.method} trains its weights; "
-                        "use --method lora (QLoRA) or leave quantize_base out")
-    if not torch.cuda.is_available():
-        raise UserError("quantize_base='nf4' needs a CUDA GPU (bitsandbytes); leave it (and memory_preset) out on this machine")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise UserError("quantize_base='nf4' needs bitsandbytes: pip install bitsandbytes")
+        raise UserError(f"quantize_base keeps the base frozen in {QUANT_BITS[kind]}, and method {config.method} trains its "
+                        "weights; use --method lora (QLoRA) or leave quantize_base out")
+    if kind == "nf4" and not torch.cuda.is_available():
+        raise UserError("quantize_base='nf4' needs a CUDA GPU (diffusers' bitsandbytes loader); on this machine use "
+                        "quantize_base='fp8', or leave it (and memory_preset) out")
+    if importlib.util.find_spec(QUANT_PACKAGE[kind][0]) is None:
+        raise UserError(f"quantize_base='{kind}' needs {QUANT_PACKAGE[kind][1]}: pip install {QUANT_PACKAGE[kind][1]}")
     if Path(config.base).suffix in (".safetensors", ".ckpt"):
         raise UserError(f"quantize_base loads diffusers folders or hub ids; convert {config.base} to a folder first "
                         "(dreamlock export --format diffusers)")
