@@ -75,12 +75,26 @@ def _load_single_file(family, path: Path, dtype: torch.dtype, config: str | None
     if config is None:
         raise UserError(f"{path}: a single-file model needs its config offline; pass --base-config DIR (a diffusers folder of the same architecture)")
     try:
+        if not family.single_file_has_vae:  # the denoiser alone (BFL's FLUX.1 file): the rest from the folder
+            return _denoiser_file_with_folder(family, path, Path(config), dtype, skip)
         return family.pipeline_class.from_single_file(
             str(path), config=str(config), dtype=dtype, local_files_only=True, **family.load_kwargs,
             **{k: v for k, v in skip.items() if k != "use_safetensors"},  # the file itself is checked above
         )
     except (OSError, ValueError, KeyError) as e:
         raise UserError(f"{path}: cannot load as a single-file {family.name} model ({str(e).splitlines()[0]})") from None
+
+
+def _denoiser_file_with_folder(family, path: Path, config: Path, dtype: torch.dtype, skip: dict):
+    """A single file that holds only the denoiser: it, then every other component from ``config``."""
+    import diffusers
+
+    index = json.loads((config / "model_index.json").read_text())
+    denoiser_class = getattr(diffusers, index[family.denoiser_name][1])
+    denoiser = denoiser_class.from_single_file(str(path), config=str(config), subfolder=family.denoiser_name,
+                                               torch_dtype=dtype, local_files_only=True)
+    return family.pipeline_class.from_pretrained(str(config), dtype=dtype, local_files_only=True,
+                                                 **{family.denoiser_name: denoiser}, **family.load_kwargs, **skip)
 
 
 def _load_hub(family, model_id: str, dtype: torch.dtype, skip: dict):
@@ -125,5 +139,8 @@ def load_base_pipeline(
         raise UserError(f"base model not found: {base} (give a diffusers folder, a .safetensors file or a hub id)")
     else:
         pipe = _load_hub(family, str(base), dtype, skip)
+    for component in pipe.components.values():  # diffusers' single-file loader leaves T5 in training
+        if isinstance(component, torch.nn.Module):  # mode (dropout on); training turns on what it trains
+            component.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe

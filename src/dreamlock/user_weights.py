@@ -48,10 +48,12 @@ def read_weights(path: str | Path, what: str, allow_pickle: bool = False) -> dic
 
 def add_lora(pipe, family, path: str | Path, name: str, allow_pickle: bool = False) -> None:
     """Load a LoRA file (diffusers or kohya keys) as adapter ``name``; refuse one for another family."""
+    from dreamlock.exporting.kohya import diffusers_lora_state
+
     state = read_weights(path, "LoRA", allow_pickle)
     try:
         with _diffusers_silent():
-            pipe.load_lora_weights(state, adapter_name=name)
+            pipe.load_lora_weights(diffusers_lora_state(pipe, family, state), adapter_name=name)
     except (ValueError, RuntimeError, KeyError, IndexError, TypeError) as e:
         raise UserError(f"{path}: this LoRA does not fit the {family.name} model ({_first_reason(e)}); "
                         f"give a LoRA trained on a {family.name} model") from None

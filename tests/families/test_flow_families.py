@@ -2,7 +2,8 @@
 learning): prompts encode as diffusers' own pipelines encode them, the rectified-flow objective
 noises and weights as diffusers' SD3 / FLUX scripts do, FLUX's distilled guidance is an input,
 families refuse the keys and methods that do not apply to them in one line, and their LoRAs export
-to files that diffusers' loaders read back to the run's own output (kohya / BFL keys for FLUX.1)."""
+to files that diffusers' loaders read back to the run's own output (kohya / BFL keys for FLUX.1; kohya
+MMDiT keys for SD3, read back by dreamlock's converter since diffusers has none)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from dreamlock.exporting.common import LoraModule
 from dreamlock.exporting.kohya import _fuse
 from dreamlock.families import get_family
 from dreamlock.families.build import FlowArch, save_tiny_pipeline
-from dreamlock.families.flux_kohya import LINEAR1_RATIOS, bfl_name
+from dreamlock.families.flux_layout import LINEAR1_RATIOS, bfl_name
 from dreamlock.families.objectives import FlowMatchObjective
 from dreamlock.runs import LORA_FILE
 from dreamlock.training.api import train
@@ -210,11 +211,129 @@ def test_diffusers_exports_reload(flow_runs, tmp_path, run, family):
     assert np.abs(_image(fused) - want).max() <= 1e-4  # fused weights round differently than a live LoRA
 
 
-@pytest.mark.parametrize("run, fmt", [("sd3", "kohya-lora"), ("sd3", "single-file"), ("flux", "single-file")])
-def test_formats_not_written_for_a_family_are_refused(flow_runs, tmp_path, run, fmt):
-    with pytest.raises(UserError, match=f"not written for {run} runs yet; use --format") as e:
-        export(flow_runs[run], fmt, tmp_path / "out.safetensors")
-    assert "diffusers-lora" in str(e.value) and not (tmp_path / "out.safetensors").exists()
+def test_sd3_kohya_lora_has_mmdit_keys_and_loads_back(flow_runs, tmp_path):
+    """sd-scripts' SD3 layout (original MMDiT names, q/k/v fused); diffusers cannot read it, so both
+    `load_kohya_lora` and `generate --lora` convert it (``kohya_to_diffusers``) — back to the run's image."""
+    from dreamlock.exporting.kohya import load_kohya_lora
+    from dreamlock.user_weights import add_lora
+
+    path = export(flow_runs["sd3"], "kohya-lora", tmp_path / "sks.safetensors")
+    state = load_file(str(path))
+    assert {"lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down.weight",
+            "lora_unet_joint_blocks_0_context_block_attn_qkv.lora_up.weight",
+            "lora_unet_joint_blocks_0_x_block_attn_proj.alpha",
+            "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight",
+            "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"} <= set(state)
+    assert state["lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down.weight"].shape[0] == 3 * 2  # q, k, v stacked
+    assert state["lora_unet_joint_blocks_0_x_block_attn_qkv.alpha"].item() == 3 * 4
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata()["ss_base_model_version"] == "sd3"
+    want = _run_image(flow_runs, "sd3", "sd3")
+    pipe = _pipe(flow_runs["bases"]["sd3"], "sd3")
+    assert np.abs(want - _image(pipe)).max() > 1e-3  # the LoRA matters, so equality below means something
+    load_kohya_lora(pipe, path)
+    assert np.abs(_image(pipe) - want).max() <= SAME
+    pipe = _pipe(flow_runs["bases"]["sd3"], "sd3")
+    add_lora(pipe, get_family("sd3"), path, "mine")
+    assert np.abs(_image(pipe) - want).max() <= SAME
+
+
+def test_sd3_kohya_names_are_the_original_mmdit_layers():
+    from dreamlock.families.sd3_layout import mmdit_name
+
+    assert mmdit_name("transformer_blocks.4.attn.add_v_proj") == ("joint_blocks_4_context_block_attn_qkv", 2, (1, 1, 1))
+    assert mmdit_name("transformer_blocks.0.attn2.to_out.0") == ("joint_blocks_0_x_block_attn2_proj", 0, (1,))
+    assert mmdit_name("time_text_embed.text_embedder.linear_2") == ("y_embedder_mlp_2", 0, (1,))
+    assert mmdit_name("transformer_blocks.0.norm1_context.linear") is None  # scale/shift order: refused, not wrong
+    assert mmdit_name("norm_out.linear") is None
+
+
+def test_sd3_original_layout_is_the_inverse_of_diffusers_converter():
+    """SD3.5-like (3 joint blocks, dual attention in the first, RMS q/k norms): diffusers' own
+    single-file converter turns our original-layout keys back into every weight, exactly (the last
+    block's context modulation and the final layer's are swapped back)."""
+    from diffusers import SD3Transformer2DModel
+    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+    from dreamlock.families.sd3_layout import transformer_to_original
+
+    torch.manual_seed(0)
+    model = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, num_layers=3, attention_head_dim=8,
+                                  num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16,
+                                  pooled_projection_dim=24, out_channels=4, pos_embed_max_size=16,
+                                  dual_attention_layers=(0,), qk_norm="rms_norm")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    original = transformer_to_original(state, dict(model.config))
+    assert "joint_blocks.0.x_block.attn2.qkv.weight" in original and "final_layer.adaLN_modulation.1.bias" in original
+    back = convert_sd3_transformer_checkpoint_to_diffusers(dict(original), caption_projection_dim=16)
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_flux_bfl_layout_is_the_inverse_of_diffusers_converter():
+    """At FLUX.1's full widths (diffusers' converter hard-codes 3072 / 12288 to split ``linear1``):
+    a meta-device model gives the names and shapes; real tensors keep each weight's first dimension
+    (the one that is split and joined) and 1 for the rest, so this runs in milliseconds."""
+    from accelerate import init_empty_weights
+    from diffusers import FluxTransformer2DModel
+    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+
+    from dreamlock.families.flux_layout import transformer_to_bfl
+
+    with init_empty_weights():
+        model = FluxTransformer2DModel(num_layers=2, num_single_layers=2, guidance_embeds=True)
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randn((v.shape[0],) + (1,) * (v.ndim - 1), generator=g) for k, v in model.state_dict().items()}
+    bfl = transformer_to_bfl(state)
+    assert {"double_blocks.1.img_attn.qkv.weight", "single_blocks.0.linear1.bias", "guidance_in.out_layer.weight",
+            "double_blocks.0.txt_attn.norm.key_norm.scale"} <= set(bfl)
+    back = convert_flux_transformer_checkpoint_to_diffusers(dict(bfl))
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+    # and the kohya names are the same layers: BFL's module names with "." -> "_"
+    layers = {k.rpartition(".")[0].replace(".", "_") for k in bfl}
+    assert {bfl_name(p)[0] for p in ("single_transformer_blocks.1.proj_mlp", "transformer_blocks.0.norm1_context.linear",
+                                     "transformer_blocks.1.attn.add_k_proj", "x_embedder")} <= layers
+
+
+def test_sd3_single_file_reloads_to_the_runs_image(flow_runs, tmp_path):
+    """The whole pipeline in Stability's layout, loaded back as `--base FILE --base-config FOLDER` does."""
+    path = export(flow_runs["sd3"], "single-file", tmp_path / "model.safetensors")
+    assert {"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight", "first_stage_model.decoder.conv_in.weight",
+            "text_encoders.clip_l.transformer.text_model.embeddings.position_embedding.weight",
+            "text_encoders.clip_g.transformer.text_projection.weight",
+            "text_encoders.t5xxl.transformer.shared.weight"} <= set(load_file(str(path)))
+    want = _run_image(flow_runs, "sd3", "sd3")
+    pipe = get_family("sd3").load_pipeline(path, base_config=str(flow_runs["bases"]["sd3"]))
+    pipe.set_progress_bar_config(disable=True)
+    assert np.abs(_image(pipe) - want).max() <= 1e-4  # fused weights round differently than a live LoRA
+
+
+def test_flux_single_file_is_the_runs_transformer_in_bfl_layout(flow_runs, tmp_path):
+    """BFL's transformer file, unprefixed, nothing else (ComfyUI loads CLIP, T5 and the VAE apart):
+    exactly the fused run's transformer through the mapping that diffusers' converter inverts (test
+    above; diffusers cannot read a tiny FLUX file back: it hard-codes FLUX.1's widths)."""
+    state = load_file(str(export(flow_runs["flux"], "single-file", tmp_path / "flux.safetensors")))
+    fused = get_family("flux").load_pipeline(export(flow_runs["flux"], "diffusers", tmp_path / "merged")).transformer
+    from dreamlock.families.flux_layout import transformer_to_bfl
+
+    want = transformer_to_bfl(fused.state_dict())
+    assert state.keys() == want.keys() and all(torch.equal(state[k], want[k]) for k in want)
+
+
+def test_a_denoiser_only_file_loads_with_the_rest_from_the_folder(flow_runs, tmp_path):
+    """The path `--base flux1-dev.safetensors --base-config FOLDER` takes (a file holding only the
+    denoiser), run on SD3, whose transformer diffusers can read back at tiny sizes."""
+    from safetensors.torch import save_file
+
+    from dreamlock.exporting.single_file import pipeline_to_ldm
+    from dreamlock.loading import _denoiser_file_with_folder
+
+    base = flow_runs["bases"]["sd3"]
+    pipe = _pipe(base, "sd3")
+    only = {k: v.contiguous() for k, v in pipeline_to_ldm(pipe, "sd3").items() if k.startswith("model.diffusion_model.")}
+    save_file(only, str(tmp_path / "transformer.safetensors"))
+    loaded = _denoiser_file_with_folder(get_family("sd3"), tmp_path / "transformer.safetensors", base, torch.float32, {})
+    loaded.set_progress_bar_config(disable=True)
+    assert np.abs(_image(loaded) - _image(pipe)).max() <= SAME
 
 
 def test_flux_pivotal_learns_a_clip_token_and_exports_it(flow_runs, tmp_path):

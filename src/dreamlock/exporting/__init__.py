@@ -14,7 +14,7 @@ diffusers-lora         lora                    folder: pytorch_lora_weights.safe
 kohya-lora             lora                    one .safetensors, kohya/A1111/ComfyUI keys
 a1111-embedding        embeddings              .safetensors with ``emb_params`` (one per token)
 diffusers-embedding    embeddings              learned_embeds.safetensors {token: tensor}
-single-file            pipeline or lora,       one .safetensors in the LDM/A1111 layout
+single-file            pipeline or lora,       one .safetensors in the original layout (LDM/A1111, SGM, MMDiT, BFL)
                        no embeddings
 =====================  ======================  ==============================================
 """
@@ -51,7 +51,7 @@ class Format:
 _NO_LORA, _NO_EMBEDDINGS = "it has no LoRA", "it has no embeddings"
 FORMATS: dict[str, Format] = {
     "kohya-lora": Format("dreamlock.exporting.kohya:export_kohya_lora", ("lora",), _NO_LORA, True,
-                         families=("sd", "sdxl", "flux")),  # SD3: ComfyUI and Forge read diffusers-lora
+                         families=("sd", "sdxl", "sd3", "flux")),
     "diffusers-lora": Format("dreamlock.exporting.diffusers_formats:export_lora", ("lora",), _NO_LORA, True),
     "a1111-embedding": Format("dreamlock.exporting.embeddings:export_a1111_embedding", ("embeddings",), _NO_EMBEDDINGS,
                               False, families=("sd", "sdxl")),
@@ -60,7 +60,7 @@ FORMATS: dict[str, Format] = {
     "diffusers": Format("dreamlock.exporting.diffusers_formats:export_pipeline", (), "", True),
     "single-file": Format("dreamlock.exporting.single_file:export_single_file", ("pipeline", "lora"),
                           "and a single-file checkpoint has no tokenizer to carry new tokens", True,
-                          families=("sd", "sdxl"), excludes=("embeddings",)),
+                          families=("sd", "sdxl", "sd3", "flux"), excludes=("embeddings",)),
 }
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}

@@ -1,7 +1,8 @@
 """kohya-ss / A1111 / Forge / ComfyUI LoRA: one ``.safetensors`` with kohya key names.
 
 Per adapted layer (SD1/SD2/SDXL: kohya trains on the diffusers UNet, so names are diffusers module
-paths with ``.`` -> ``_``; FLUX.1: BFL's layer names, some fused — ``families/flux_kohya.py``)::
+paths with ``.`` -> ``_``; FLUX.1: BFL's layer names, some fused — ``families/flux_layout.py``; SD3:
+the original MMDiT names, q/k/v fused — ``families/sd3_layout.py``, read back by :func:`kohya_to_diffusers`)::
 
     lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight  [r, in]
     lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight    [out, r]
@@ -49,15 +50,19 @@ def kohya_prefixes(family_name: str) -> dict[str, str]:
     return {family.denoiser_name: family.kohya_denoiser_prefix} | {s.name: s.kohya_prefix for s in family.text_encoder_slots}
 
 
-def kohya_name(module: LoraModule, prefixes: dict[str, str]) -> str:
-    """``unet`` + ``down_blocks.1....attn1.to_q`` -> ``lora_unet_down_blocks_1_..._attn1_to_q``.
-
-    Text encoder paths always get the ``text_model.`` level the kohya names have, whether the
-    run saved them with it (transformers < 5.6) or without it (flattened ``CLIPTextModel``)."""
-    path = module.path
-    if module.component.startswith("text_encoder") and not path.startswith("text_model."):  # a CLIP text encoder
+def kohya_path(component: str, path: str) -> str:
+    """A layer's kohya name without the prefix: its path with ``.`` -> ``_``. CLIP text encoder paths
+    always get the ``text_model.`` level the kohya names have, whether the run saved them with it
+    (transformers < 5.6) or without it (flattened ``CLIPTextModel``); T5's paths have no such level."""
+    t5 = path.startswith(("encoder.block.", "encoder.final_layer_norm", "shared."))
+    if component.startswith("text_encoder") and not t5 and not path.startswith("text_model."):
         path = "text_model." + path
-    return prefixes[module.component] + "_" + path.replace(".", "_")
+    return path.replace(".", "_")
+
+
+def kohya_name(module: LoraModule, prefixes: dict[str, str]) -> str:
+    """``unet`` + ``down_blocks.1....attn1.to_q`` -> ``lora_unet_down_blocks_1_..._attn1_to_q``."""
+    return prefixes[module.component] + "_" + kohya_path(module.component, module.path)
 
 
 def _unet_base_config(job: ExportJob) -> dict:
@@ -241,6 +246,57 @@ def split_kohya_file(path: str | Path) -> tuple[dict, dict]:
     return lora, embeds
 
 
+def _kohya_targets(pipe, family) -> dict[str, list[tuple[str, str, int, tuple[int, ...]]]]:
+    """kohya layer name -> the model's linear layers it covers: (component, path, part, ratios)."""
+    import torch
+
+    targets: dict[str, list] = {}
+    for component, prefix in kohya_prefixes(family.name).items():
+        model = getattr(pipe, component, None)
+        for path, layer in (model.named_modules() if model is not None else ()):
+            if not isinstance(layer, torch.nn.Linear):
+                continue
+            if component == family.denoiser_name and family.kohya_denoiser_name is not None:
+                mapped = family.kohya_denoiser_name(path)
+            else:
+                mapped = (kohya_path(component, path), 0, (1,))
+            if mapped is not None:
+                targets.setdefault(f"{prefix}_{mapped[0]}", []).append((component, path, mapped[1], mapped[2]))
+    return targets
+
+
+def kohya_to_diffusers(pipe, family, state: dict) -> dict:
+    """kohya keys -> diffusers' LoRA keys (``<component>.<path>.lora_A/B.weight``) for a family whose
+    kohya layout diffusers does not read (SD3). A fused layer's ``lora_up`` rows are split among its
+    parts, which share its ``lora_down``; ``alpha / rank`` is folded into the ups (diffusers' LoRA
+    files carry no alpha). Keys of no layer of this model are kept, so the caller's check that
+    nothing matched still speaks."""
+    targets = _kohya_targets(pipe, family)
+    out = {}
+    for name in {k.split(".")[0] for k in state}:
+        if name not in targets or f"{name}.lora_down.weight" not in state:
+            out.update({k: v for k, v in state.items() if k.split(".")[0] == name})
+            continue
+        down, up = state[f"{name}.lora_down.weight"], state[f"{name}.lora_up.weight"]
+        alpha = state.get(f"{name}.alpha")
+        scale = (float(alpha) if alpha is not None else down.shape[0]) / down.shape[0]
+        for component, path, part, ratios in targets[name]:
+            unit = up.shape[0] // sum(ratios)
+            start = sum(ratios[:part]) * unit
+            out[f"{component}.{path}.lora_A.weight"] = down
+            out[f"{component}.{path}.lora_B.weight"] = up[start:start + ratios[part] * unit] * scale
+    return out
+
+
+def is_kohya(state: dict) -> bool:
+    return any(k.startswith("lora_") and k.endswith((".lora_down.weight", ".alpha")) for k in state)
+
+
+def diffusers_lora_state(pipe, family, state: dict) -> dict:
+    """A LoRA state dict diffusers' ``load_lora_weights`` reads for this family."""
+    return state if family.diffusers_reads_kohya or not is_kohya(state) else kohya_to_diffusers(pipe, family, state)
+
+
 def load_kohya_lora(pipe, path: str | Path, adapter_name: str | None = None) -> list[str]:
     """Load a kohya LoRA file, bundled embeddings included, into a diffusers pipeline.
 
@@ -253,5 +309,5 @@ def load_kohya_lora(pipe, path: str | Path, adapter_name: str | None = None) -> 
     for token, value in embeds.items():
         family.add_embeddings(pipe, value if isinstance(value, dict) else {token: value}, [token])
     if lora:
-        pipe.load_lora_weights(lora, adapter_name=adapter_name)
+        pipe.load_lora_weights(diffusers_lora_state(pipe, family, lora), adapter_name=adapter_name)
     return list(embeds)

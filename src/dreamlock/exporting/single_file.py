@@ -15,6 +15,12 @@ where the folder is the base model (or a ``--format diffusers`` export) of the s
 
 SDXL (SGM layout): the same UNet and VAE names (``label_emb.0`` for the pooled/size embedding), CLIP
 ViT-L under ``conditioner.embedders.0.transformer.``, OpenCLIP bigG under ``conditioner.embedders.1.model.``.
+SD3 (Stability's ``sd3_medium_incl_clips_t5xxlfp16`` layout): the MMDiT under ``model.diffusion_model.``
+(``families/sd3_layout.py``), the VAE as above, the encoders in transformers' names under
+``text_encoders.clip_l/clip_g/t5xxl.transformer.``. FLUX.1 (BFL's ``flux1-dev.safetensors``): the transformer
+alone, unprefixed (``families/flux_layout.py``); CLIP, T5 and the VAE stay separate files, as ComfyUI
+and Forge load them (diffusers: ``FluxPipeline.from_single_file(path, config=BASE_FOLDER)`` takes them
+from the folder).
 Not covered: runs with learned tokens (a checkpoint file has no tokenizer to carry them).
 An SD2 text encoder converted to diffusers has lost OpenCLIP's last block (SD2 conditions on the
 penultimate one), so the file has one block fewer than the original; A1111 does not use that block.
@@ -157,8 +163,9 @@ def vae_to_ldm(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
 
 def text_encoder_to_ldm(state: dict[str, Any]) -> dict[str, Any]:
     """transformers ``CLIPTextModel`` -> ``cond_stage_model.transformer.text_model.*`` (SD1 layout).
-    transformers >= 5.6 dropped the ``text_model.`` level from the state dict: put it back."""
-    return {("" if k.startswith("text_model.") else "text_model.") + k: v for k, v in state.items()}
+    transformers >= 5.6 dropped the ``text_model.`` level from the state dict: put it back (not on a
+    ``CLIPTextModelWithProjection``'s ``text_projection``, which sits beside ``text_model``)."""
+    return {("" if k.startswith(("text_model.", "text_projection.")) else "text_model.") + k: v for k, v in state.items()}
 
 
 def text_encoder_to_openclip(state: dict[str, Any]) -> dict[str, Any]:
@@ -195,6 +202,24 @@ def text_encoder_to_openclip(state: dict[str, Any]) -> dict[str, Any]:
 
 
 
+def text_encoder_as_is(state: dict[str, Any]) -> dict[str, Any]:
+    """T5 (SD3's file): transformers' own names, the encoder's ``embed_tokens`` as a copy of ``shared``
+    (tied in the model; safetensors stores no shared tensors, and diffusers' loader reads both)."""
+    return {k: v.clone() if k == "encoder.embed_tokens.weight" else v for k, v in state.items()}
+
+
+TEXT_LAYOUTS = {"clip": text_encoder_to_ldm, "openclip": text_encoder_to_openclip, "t5": text_encoder_as_is}
+
+
+def _original_layout(convert, model) -> dict[str, Any]:
+    """A transformer through its family's mapping (which fuses layers, so it takes the whole state)."""
+    try:
+        return convert(model.state_dict(), dict(model.config))
+    except KeyError as e:
+        raise WorkError(f"transformer weight {e.args[0]!r} has no place in the single-file layout; "
+                        "use --format diffusers") from None
+
+
 def _convert_all(state: dict[str, Any], convert, what: str) -> dict[str, Any]:
     out = {}
     for key, value in state.items():
@@ -210,13 +235,21 @@ def _convert_all(state: dict[str, Any], convert, what: str) -> dict[str, Any]:
 
 
 def pipeline_to_ldm(pipe, family_name: str = "sd") -> dict[str, Any]:
-    """All weights of an SD / SDXL pipeline under the LDM / SGM single-file names."""
-    state = {UNET_PREFIX + k: v for k, v in unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config)).items()}
-    state.update({VAE_PREFIX + k: v for k, v in vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)).items()})
+    """All weights of a pipeline under its family's single-file names (SD / SDXL: LDM / SGM; SD3:
+    Stability's MMDiT file; FLUX.1: BFL's transformer file)."""
     from dreamlock.families import get_family
 
-    for component, (prefix, layout) in get_family(family_name).single_file_text_layout(pipe).items():
-        convert = text_encoder_to_openclip if layout == "openclip" else text_encoder_to_ldm
+    family = get_family(family_name)
+    denoiser = getattr(pipe, family.denoiser_name)
+    if family.single_file_denoiser is None:
+        converted = unet_to_ldm(denoiser.state_dict(), dict(denoiser.config))
+    else:
+        converted = _original_layout(family.single_file_denoiser, denoiser)
+    state = {family.single_file_denoiser_prefix + k: v for k, v in converted.items()}
+    if family.single_file_has_vae:
+        state.update({VAE_PREFIX + k: v for k, v in vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)).items()})
+    for component, (prefix, layout) in family.single_file_text_layout(pipe).items():
+        convert = TEXT_LAYOUTS[layout]
         state.update({prefix + k: v for k, v in convert(getattr(pipe, component).state_dict()).items()})
     return state
 

@@ -67,6 +67,8 @@ class ModelFamily:
     #: kohya names of denoiser layers that are not their diffusers paths (FLUX.1: BFL names, some
     #: layers fused): path -> (name, part, parts' relative sizes) or None; None here: the diffusers path
     kohya_denoiser_name: ClassVar = None
+    #: whether diffusers' ``load_lora_weights`` reads the family's kohya layout (SD3: no; dreamlock converts it)
+    diffusers_reads_kohya: ClassVar[bool] = True
     text_encoder_slots: ClassVar[tuple[TextEncoderSlot, ...]]
     #: default LoRA target modules: of the denoiser, and of each text encoder
     denoiser_lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
@@ -290,9 +292,16 @@ class ModelFamily:
 
     @classmethod
     def single_file_text_layout(cls, pipe) -> dict[str, tuple[str, str]]:
-        """Text-encoder component -> (key prefix, "clip" | "openclip") in the family's single-file
-        checkpoint (``exporting/single_file.py`` writes the keys)."""
+        """Text-encoder component -> (key prefix, "clip" | "openclip" | "t5") in the family's single-file
+        checkpoint (``exporting/single_file.py`` writes the keys); {}: the file holds no text encoder."""
         raise NotImplementedError(f"no single-file layout for the {cls.name} family")
+
+    #: a transformer family's denoiser in its original single-file layout: (diffusers state dict,
+    #: config) -> original keys; None: a UNet, written in the LDM layout by ``exporting/single_file.py``
+    single_file_denoiser: ClassVar = None
+    #: the single file's prefix of denoiser keys, and whether it holds the VAE too
+    single_file_denoiser_prefix: ClassVar[str] = "model.diffusion_model."
+    single_file_has_vae: ClassVar[bool] = True
 
     # ---- LoRA and embeddings files -------------------------------------------------------
     @classmethod

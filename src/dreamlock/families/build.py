@@ -228,9 +228,12 @@ def build_sd3_pipeline(arch: FlowArch, words: Iterable[str], tokenizer_dir: Path
         caption_projection_dim=inner, pooled_projection_dim=arch.text_hidden + arch.text_hidden_2,
         pos_embed_max_size=64,
     )
+    clip_l = _clip(arch, clip, arch.text_hidden, True)
+    with torch.no_grad():  # SD3 pools CLIP-L unprojected: its projection is the identity (diffusers'
+        clip_l.text_projection.weight.copy_(torch.eye(arch.text_hidden))  # single-file loader sets it so)
     return StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=_flow_vae(arch),
-        text_encoder=_clip(arch, clip, arch.text_hidden, True), tokenizer=clip,
+        text_encoder=clip_l, tokenizer=clip,
         text_encoder_2=_clip(arch, clip, arch.text_hidden_2, True), tokenizer_2=clip,
         text_encoder_3=_t5(arch, t5_tokenizer), tokenizer_3=t5_tokenizer,
     )

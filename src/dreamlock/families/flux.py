@@ -15,7 +15,7 @@ from diffusers import FluxPipeline
 from dreamlock.families.base import TextEncoderSlot
 from dreamlock.families.conditioning import Conditioning
 from dreamlock.families.flow import FlowFamily
-from dreamlock.families.flux_kohya import bfl_name
+from dreamlock.families.flux_layout import bfl_name, transformer_to_bfl
 
 
 class FluxAdapter(FlowFamily):
@@ -30,6 +30,15 @@ class FluxAdapter(FlowFamily):
     default_guidance = 3.5  # FLUX.1-dev's distilled guidance
     trains_with_guidance = True
     kohya_denoiser_name = staticmethod(bfl_name)
+    #: BFL's single file (``flux1-dev.safetensors``): the transformer alone, unprefixed; ComfyUI and Forge
+    #: load CLIP, T5 and the VAE as separate files
+    single_file_denoiser = staticmethod(transformer_to_bfl)
+    single_file_denoiser_prefix = ""
+    single_file_has_vae = False
+
+    @classmethod
+    def single_file_text_layout(cls, pipe) -> dict[str, tuple[str, str]]:
+        return {}
     #: the distilled guidance fed while training unless ``guidance_scale`` says otherwise (diffusers' scripts)
     default_train_guidance = 3.5
 

@@ -15,12 +15,16 @@ from diffusers import StableDiffusion3Pipeline
 from dreamlock.families.base import TextEncoderSlot
 from dreamlock.families.conditioning import Conditioning
 from dreamlock.families.flow import FlowFamily
+from dreamlock.families.sd3_layout import mmdit_name, transformer_to_original
 
 
 class SD3Adapter(FlowFamily):
     name = "sd3"
     pipeline_class = StableDiffusion3Pipeline
     kohya_base_model_version = "sd3"
+    kohya_denoiser_name = staticmethod(mmdit_name)
+    diffusers_reads_kohya = False
+    single_file_denoiser = staticmethod(transformer_to_original)
     text_encoder_slots = (
         TextEncoderSlot("text_encoder", "tokenizer", "lora_te1", "clip_l"),
         TextEncoderSlot("text_encoder_2", "tokenizer_2", "lora_te2", "clip_g"),
@@ -29,6 +33,15 @@ class SD3Adapter(FlowFamily):
     default_weighting = "logit_normal"  # diffusers' SD3 scripts' default
     max_sequence_length = 256
     default_guidance = 7.0
+
+    @classmethod
+    def single_file_text_layout(cls, pipe) -> dict[str, tuple[str, str]]:
+        """Stability's layout (``sd3_medium_incl_clips_t5xxlfp16.safetensors``): each encoder in
+        transformers' names under ``text_encoders.<name>.transformer.``; T5 only when the run has it."""
+        layout = {"text_encoder": ("text_encoders.clip_l.transformer.", "clip"),
+                  "text_encoder_2": ("text_encoders.clip_g.transformer.", "clip"),
+                  "text_encoder_3": ("text_encoders.t5xxl.transformer.", "t5")}
+        return {k: v for k, v in layout.items() if getattr(pipe, k, None) is not None}
 
     @property
     def patch_size(self) -> int:
