@@ -137,3 +137,29 @@ def test_8bit_adam_runs_on_the_cpu_and_resumes_exactly(make, tmp_path):
     want, got = straight.method.trainable_state(), resumed.method.trainable_state()
     assert want.keys() == got.keys()
     assert max((want[k] - got[k]).abs().max().item() for k in want) <= 1e-6
+
+
+def test_offload_frozen_parks_what_does_not_train_and_brings_it_back_to_sample(make_config, tmp_path, monkeypatch):
+    """Plumbing on the CPU, where the CPU is also the training device: the training device is named
+    "cuda:0" to the adapter and moves are recorded (moves to it are no-ops). With samples (so
+    nothing can be released): the VAE and the frozen text encoder leave once the prompts are cached,
+    come back for each sampling and leave again; the trained LoRA equals a run without offloading."""
+    common = dict(max_train_steps=4, validation_prompt=["a photo of sks dog"], validation_steps=2,
+                  num_validation_images=1, validation_inference_steps=2)
+    plain = prepare_trainer(make_config(output=str(tmp_path / "plain"), **common))
+    plain.run()
+    trainer = prepare_trainer(make_config(output=str(tmp_path / "off"), offload_frozen=True, **common))
+    adapter = trainer.adapter
+    names = {id(adapter.vae): "vae", id(adapter.pipe.text_encoder): "text_encoder"}
+    assert sorted(names[id(m)] for m in adapter._parked) == ["text_encoder", "vae"]  # not the UNet (it trains)
+    adapter._park_device, moves = "cuda:0", []
+    for module in adapter._parked:
+        def spy(device, _module=module, _to=module.to):
+            moves.append((names[id(_module)], str(device)))
+            return _module if device == "cuda:0" else _to(device)
+        monkeypatch.setattr(module, "to", spy)
+    trainer.run()
+    round_trip = [("vae", "cuda:0"), ("text_encoder", "cuda:0"), ("vae", "cpu"), ("text_encoder", "cpu")]
+    assert moves == round_trip * 2  # samples at steps 2 and 4
+    want, got = plain.method.trainable_state(), trainer.method.trainable_state()
+    assert max((want[k] - got[k]).abs().max().item() for k in want) <= 1e-6

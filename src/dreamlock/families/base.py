@@ -12,6 +12,8 @@ A family is a subclass that sets the class attributes and implements :meth:`enco
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -197,6 +199,28 @@ class ModelFamily:
         names = [s.name for s in self.text_encoder_slots] if text_encoders else []
         for name in names + (["vae"] if vae and not self.pixel_space else []):
             setattr(self.pipe, name, None)
+
+    def park(self) -> list[torch.nn.Module]:
+        """Offload (``offload_frozen``): the modules that do not train (the VAE, frozen text encoders)
+        go to the CPU until :meth:`unparked` brings them back for sampling. Returns them."""
+        self._parked = [m for m in self.modules()
+                        if m is not self.denoiser and not any(p.requires_grad for p in m.parameters())]
+        self._park_device = self.denoiser.device
+        for module in self._parked:
+            module.to("cpu")
+        return self._parked
+
+    @contextmanager
+    def unparked(self):
+        """The parked modules on the training device for the duration (sample images, scoring)."""
+        parked = getattr(self, "_parked", [])
+        for module in parked:
+            module.to(self._park_device)
+        try:
+            yield
+        finally:
+            for module in parked:
+                module.to("cpu")
 
     def modules(self) -> list[torch.nn.Module]:
         texts = [m for s in self.text_encoder_slots if (m := getattr(self.pipe, s.name, None)) is not None]

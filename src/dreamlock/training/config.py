@@ -18,8 +18,9 @@ Precision = Literal["auto", "no", "fp16", "bf16"]
 #: RTX 4090, 512x768): NF4 base + 8-bit Adam + gradient checkpointing + cached latents
 #: peaked at ~9 GB; the same LoRA on a bf16 base at ~26 GB. Not measured by dreamlock yet.
 MEMORY_PRESETS: dict[str, dict] = {
-    "12gb": {"quantize_base": "nf4", "use_8bit_adam": True, "gradient_checkpointing": True, "train_batch_size": 1},
-    "16gb": {"quantize_base": "nf4", "use_8bit_adam": True, "gradient_checkpointing": True},
+    "12gb": {"quantize_base": "nf4", "use_8bit_adam": True, "gradient_checkpointing": True, "train_batch_size": 1,
+             "offload_frozen": True},
+    "16gb": {"quantize_base": "nf4", "use_8bit_adam": True, "gradient_checkpointing": True, "offload_frozen": True},
     "24gb": {"base_dtype": "bf16", "use_8bit_adam": True, "gradient_checkpointing": True},
 }
 
@@ -77,6 +78,9 @@ class TrainConfig(StrictModel):
     #: the frozen denoiser quantized for LoRA: "nf4" (4-bit, bitsandbytes, CUDA: QLoRA) or "fp8" (8-bit float
     #: weights, optimum-quanto, any device)
     quantize_base: Literal["nf4", "fp8"] | None = None
+    #: the modules that do not train (VAE, frozen text encoders) wait on the CPU when they cannot be
+    #: released (sample images, select_best need them) and come to the GPU only to sample
+    offload_frozen: bool = False
     memory_preset: Literal["12gb", "16gb", "24gb"] | None = None  # fills the memory keys you left unset (MEMORY_PRESETS)
     gradient_checkpointing: bool = False
     # torch.compile the denoiser: ~10% faster steady steps on the toy model, but minutes of compiling

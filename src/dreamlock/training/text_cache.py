@@ -90,9 +90,11 @@ def save_cache(path: Path, config, cache: dict[str, Conditioning]) -> None:
 def cache_and_release(prompts, data, method, config, run_dir: Path) -> bool:
     """Fill ``prompts`` (a caching ``PromptEncoder``) with every training prompt, from the run's
     cache file where it has them, save the file, and drop the text encoders and the VAE. Returns
-    whether they were dropped."""
+    whether they were dropped. When they must stay (samples, ``select_best``) and ``offload_frozen``
+    is set, the prompts are cached the same way and the frozen modules go to the CPU instead."""
     adapter = prompts.adapter
-    if prompts.cache is None or not may_release(config, method):
+    releasing = may_release(config, method)
+    if prompts.cache is None or not (releasing or config.offload_frozen):
         return False
     path = run_dir / CACHE_FILE
     device = adapter.denoiser.device
@@ -101,6 +103,9 @@ def cache_and_release(prompts, data, method, config, run_dir: Path) -> bool:
     prompts(training_prompts(data, method, config))  # encodes what the file lacked
     if len(prompts.cache) > stored:
         save_cache(path, config, prompts.cache)
+    if not releasing:
+        adapter.park()
+        return False
     adapter.release(text_encoders=True, vae=True)
     gc.collect()
     if torch.cuda.is_available():
