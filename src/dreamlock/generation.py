@@ -125,12 +125,14 @@ def _slug(text: str) -> str:
 def generate(run_or_model: str | Path, prompts: list[str] | str, n: int = 4, seed: int = 0, steps: int = 30,
              guidance: float | None = None, lora_scale: float = 1.0, out: str | Path = "generated", grid: bool = False,
              negative_prompt: str | None = None, loras: list[str] = (), embeddings: list[str] = (),
-             allow_pickle: bool = False, upscale: str | Path | None = None) -> list[Path]:
+             allow_pickle: bool = False, upscale: str | Path | None = None,
+             upscale_guidance: float | None = None) -> list[Path]:
     """Generate ``n`` images per prompt (seeds ``seed``..``seed+n-1``); return the written files.
 
     ``guidance`` None: the model's recommendation (``dreamlock.json``), else 7.5. ``loras`` /
     ``embeddings``: the user's own files on top (embeddings' tokens: the file name, A1111-style).
-    ``upscale``: an upscaler (``upscaling.py``) that redraws every image, same prompt and seed."""
+    ``upscale``: an upscaler (``upscaling.py``) that redraws every image, same prompt and seed, at
+    ``upscale_guidance`` (None: the upscaler's recommendation, else its family's default)."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or not all(p.strip() for p in prompts):
         raise UserError("--prompt is empty; give at least one prompt, e.g. --prompt 'a photo of sks dog on the beach'")
@@ -138,6 +140,8 @@ def generate(run_or_model: str | Path, prompts: list[str] | str, n: int = 4, see
         raise UserError("-n and --steps must be at least 1")
     generator = load_generator(run_or_model, lora_scale, loras, embeddings, allow_pickle)
     upscaler = load_upscaler(upscale) if upscale is not None else None
+    if upscaler is not None and upscale_guidance is not None:
+        upscaler.guidance = upscale_guidance
     if guidance is None:
         recommended = generator.default_guidance
         guidance = recommended if recommended is not None else 7.5

@@ -59,6 +59,9 @@ def test_generate_chains_the_upscaler(make_sr, tiny_bases, tmp_path):
     assert Image.open(big[0]).size == (2 * small.width, 2 * small.height)
     again = generate(tiny_bases["sd"], "a photo of a dog", n=2, steps=2, out=tmp_path / "again", upscale=str(run))
     assert np.array_equal(np.asarray(Image.open(big[1])), np.asarray(Image.open(again[1])))  # seeded
+    other = generate(tiny_bases["sd"], "a photo of a dog", n=2, steps=2, out=tmp_path / "other", upscale=str(run),
+                     upscale_guidance=3.0)  # --upscale-guidance reaches the upscaler
+    assert not np.array_equal(np.asarray(Image.open(big[1])), np.asarray(Image.open(other[1])))
 
 
 def test_conditioning_extras_survive_cat_and_rows():

@@ -30,6 +30,8 @@ def generate(
                                       "(read with torch's weights-only loader)"),
     upscale: Optional[str] = typer.Option(None, "--upscale", help="an upscaler (a run of --method sr, or any "
                                           "StableDiffusionUpscalePipeline) that redraws every image larger"),
+    upscale_guidance: Optional[float] = typer.Option(None, "--upscale-guidance", help="the upscaler's guidance scale "
+                                                     "[default: the upscaler's recommended, else its family's]"),
     checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="use checkpoint STEP of the run instead of final/ "
                                              "(with select_best, final/ is the chosen checkpoint)"),
 ) -> None:
@@ -37,5 +39,5 @@ def generate(
 
     files = run_api(lambda: generate_api(_checkpoint(run_or_model, checkpoint), prompt, n, seed, steps, guidance,
                                          lora_scale, out, grid, negative_prompt, [str(p) for p in lora],
-                                         [str(p) for p in embedding], allow_pickle, upscale))
+                                         [str(p) for p in embedding], allow_pickle, upscale, upscale_guidance))
     console.print(f"[green]done:[/] {len(files)} file(s) in {out}")
