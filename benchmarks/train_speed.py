@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import platform
 import resource
@@ -308,9 +309,24 @@ def side_by_side(args, model: Path, data: Path, work: Path) -> dict:
     if args.prior:
         cmd += ["--with_prior_preservation", "--num_class_images", str(args.prior), "--sample_batch_size", "4"]
     reference = run_process(cmd, ref_env, ref_dir / "log.txt")
+    if args.class_given is None and args.prior:  # both generated their class images: how long that took
+        ours["class_images_s"] = ours_class_seconds((ours_dir / "log.txt").read_text())
+        reference["class_images_s"] = reference_class_seconds((ref_dir / "log.txt").read_text())
     return {"dreamlock": ours, "reference": reference,
             "wall_ratio": round(reference["wall_s"] / ours["wall_s"], 2),
             "memory_ratio": round(ours["peak_rss_gib"] / reference["peak_rss_gib"], 2)}
+
+
+def ours_class_seconds(log: str) -> float | None:
+    """dreamlock's progress line for class images: ``class images: 'a photo of dog': 40/40 (100%) · 1m05s elapsed``."""
+    found = re.findall(r"class images: .*?(\d+)/\1 \(100%\) · (?:(\d+)m)?(\d+)s elapsed", log)
+    return float(int(found[-1][1] or 0) * 60 + int(found[-1][2])) if found else None
+
+
+def reference_class_seconds(log: str) -> float | None:
+    """The reference's tqdm bar: ``Generating class images: 100%|...| 10/10 [01:23<00:00, ...]``."""
+    found = re.findall(r"Generating class images: 100%.*?\[(?:(\d+):)?(\d+):(\d+)<", log)
+    return float(int(found[-1][0] or 0) * 3600 + int(found[-1][1]) * 60 + int(found[-1][2])) if found else None
 
 
 # ---- report --------------------------------------------------------------------------------------
@@ -344,6 +360,9 @@ def table(result: dict) -> str:
                   f"| whole run, reference script | {s['reference']['wall_s']} s, {s['reference']['peak_rss_gib']} GiB |",
                   f"| reference / dreamlock wall time | {s['wall_ratio']}x |",
                   f"| dreamlock / reference peak RSS | {s['memory_ratio']} |"]
+        if s["dreamlock"].get("class_images_s") is not None and s["reference"].get("class_images_s"):
+            lines += [f"| class images, dreamlock / reference | {s['dreamlock']['class_images_s']} s / "
+                      f"{s['reference']['class_images_s']} s |"]
     return "\n".join(lines)
 
 
