@@ -87,6 +87,13 @@ def measure(run: Path, hindsight: Path, n_seeds: int, sizes: list[int]) -> dict:
     return out
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def read_config(run: Path) -> dict:
     import tomllib
 
@@ -103,7 +110,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     result = measure(args.run, args.hindsight, args.seeds, args.sizes)
-    result.update(cpu=platform.processor() or platform.machine(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
+    result.update(cpu=cpu_model(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
                   threads=torch.get_num_threads(), date=str(date.today()))
     print(f"{result['subject']} ({'prior' if result['prior'] else 'no prior'}): best in hindsight {result['best_in_hindsight']}")
     print("| seeds per pick | picks of the best | picks | mean fidelity given away | worst |")
