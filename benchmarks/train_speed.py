@@ -312,6 +312,7 @@ def side_by_side(args, model: Path, data: Path, work: Path) -> dict:
     if args.class_given is None and args.prior:  # both generated their class images: how long that took
         ours["class_images_s"] = ours_class_seconds((ours_dir / "log.txt").read_text())
         reference["class_images_s"] = reference_class_seconds((ref_dir / "log.txt").read_text())
+    ours["log"], reference["log"] = str(ours_dir / "log.txt"), str(ref_dir / "log.txt")
     return {"dreamlock": ours, "reference": reference,
             "wall_ratio": round(reference["wall_s"] / ours["wall_s"], 2),
             "memory_ratio": round(ours["peak_rss_gib"] / reference["peak_rss_gib"], 2)}
@@ -319,7 +320,7 @@ def side_by_side(args, model: Path, data: Path, work: Path) -> dict:
 
 def ours_class_seconds(log: str) -> float | None:
     """dreamlock's progress line for class images: ``class images: 'a photo of dog': 40/40 (100%) · 1m05s elapsed``."""
-    found = re.findall(r"class images: .*?(\d+)/\1 \(100%\) · (?:(\d+)m)?(\d+)s elapsed", log)
+    found = re.findall(r"^class images: '.*?(\d+)/\1 \(100%\) · (?:(\d+)m)?(\d+)s elapsed", log, re.MULTILINE)
     return float(int(found[-1][1] or 0) * 60 + int(found[-1][2])) if found else None
 
 
@@ -330,6 +331,18 @@ def reference_class_seconds(log: str) -> float | None:
 
 
 # ---- report --------------------------------------------------------------------------------------
+def reparse(out: Path, tag: str, ours_log: str, reference_log: str) -> None:
+    """Class-generation seconds of the side-by-side entry ``tag``, read again from its logs (the
+    first reader of dreamlock's log took the class images' *encoding* line)."""
+    runs = json.loads(out.read_text())
+    entry = next(r for r in runs if r.get("tag") == tag and "side_by_side" in r)
+    s = entry["side_by_side"]
+    s["dreamlock"].update(class_images_s=ours_class_seconds(Path(ours_log).read_text()), log=ours_log)
+    s["reference"].update(class_images_s=reference_class_seconds(Path(reference_log).read_text()), log=reference_log)
+    out.write_text(json.dumps(runs, indent=2))
+    print(table(entry))
+
+
 def machine() -> dict:
     model = platform.processor()
     try:
@@ -384,7 +397,11 @@ def main() -> None:
     p.add_argument("--tag", default="", help="a label kept in the JSON (repeats of one setting)")
     p.add_argument("--work", type=Path, default=Path("runs/train_speed"))
     p.add_argument("--out", type=Path, default=HERE / "train_speed.json")
+    p.add_argument("--reparse", nargs=3, metavar=("TAG", "OURS_LOG", "REFERENCE_LOG"),
+                   help="re-read both class-generation times of the entry tagged TAG from its two logs")
     args = p.parse_args()
+    if args.reparse:
+        return reparse(args.out, *args.reparse)
     args.work.mkdir(parents=True, exist_ok=True)
     model = model_folder(args.model, args.work)
     data = instance_images(args.work, 4)
