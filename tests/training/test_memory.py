@@ -163,3 +163,19 @@ def test_offload_frozen_parks_what_does_not_train_and_brings_it_back_to_sample(m
     assert moves == round_trip * 2  # samples at steps 2 and 4
     want, got = plain.method.trainable_state(), trainer.method.trainable_state()
     assert max((want[k] - got[k]).abs().max().item() for k in want) <= 1e-6
+
+
+def test_fp8_without_optimum_quanto_is_one_line(make, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def missing(name, *args):
+        if name.startswith("optimum"):
+            raise ModuleNotFoundError(f"No module named '{name.split('.')[0]}'")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", missing)
+    with pytest.raises(UserError, match="quantize_base='fp8' needs optimum-quanto: pip install optimum-quanto") as e:
+        check_memory_options(make(quantize_base="fp8"))
+    assert "\n" not in str(e.value)

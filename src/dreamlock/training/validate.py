@@ -165,10 +165,18 @@ QUANT_PACKAGE = {"nf4": ("bitsandbytes", "bitsandbytes"), "fp8": ("optimum.quant
 QUANT_BITS = {"nf4": "4 bits", "fp8": "8-bit floats"}
 
 
-def check_memory_options(config: TrainConfig) -> None:
-    """Precision and quantization keys against the method and the machine."""
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be imported (``optimum.quanto`` without ``optimum``: False, not an error)."""
     import importlib.util
 
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def check_memory_options(config: TrainConfig) -> None:
+    """Precision and quantization keys against the method and the machine."""
     import torch
 
     if config.base_dtype in ("bf16", "fp16") and config.mixed_precision == "no":
@@ -183,7 +191,7 @@ def check_memory_options(config: TrainConfig) -> None:
     if kind == "nf4" and not torch.cuda.is_available():
         raise UserError("quantize_base='nf4' needs a CUDA GPU (diffusers' bitsandbytes loader); on this machine use "
                         "quantize_base='fp8', or leave it (and memory_preset) out")
-    if importlib.util.find_spec(QUANT_PACKAGE[kind][0]) is None:
+    if not _importable(QUANT_PACKAGE[kind][0]):
         raise UserError(f"quantize_base='{kind}' needs {QUANT_PACKAGE[kind][1]}: pip install {QUANT_PACKAGE[kind][1]}")
     if Path(config.base).suffix in (".safetensors", ".ckpt"):
         raise UserError(f"quantize_base loads diffusers folders or hub ids; convert {config.base} to a folder first "
