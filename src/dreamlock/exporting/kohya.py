@@ -272,10 +272,13 @@ def kohya_to_diffusers(pipe, family, state: dict) -> dict:
     files carry no alpha). Keys of no layer of this model are kept, so the caller's check that
     nothing matched still speaks."""
     targets = _kohya_targets(pipe, family)
+    layers: dict[str, dict] = {}
+    for key, value in state.items():
+        layers.setdefault(key.split(".")[0], {})[key] = value
     out = {}
-    for name in {k.split(".")[0] for k in state}:
-        if name not in targets or f"{name}.lora_down.weight" not in state:
-            out.update({k: v for k, v in state.items() if k.split(".")[0] == name})
+    for name, keys in layers.items():
+        if name not in targets or f"{name}.lora_down.weight" not in keys:
+            out.update(keys)
             continue
         down, up = state[f"{name}.lora_down.weight"], state[f"{name}.lora_up.weight"]
         alpha = state.get(f"{name}.alpha")

@@ -200,15 +200,14 @@ class ModelFamily:
         for name in names + (["vae"] if vae and not self.pixel_space else []):
             setattr(self.pipe, name, None)
 
-    def park(self) -> list[torch.nn.Module]:
+    def park(self) -> None:
         """Offload (``offload_frozen``): the modules that do not train (the VAE, frozen text encoders)
-        go to the CPU until :meth:`unparked` brings them back for sampling. Returns them."""
+        go to the CPU until :meth:`unparked` brings them back for sampling."""
         self._parked = [m for m in self.modules()
                         if m is not self.denoiser and not any(p.requires_grad for p in m.parameters())]
         self._park_device = self.denoiser.device
         for module in self._parked:
             module.to("cpu")
-        return self._parked
 
     @contextmanager
     def unparked(self):

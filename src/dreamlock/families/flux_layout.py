@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dreamlock.families.layout import to_original
+from dreamlock.families.layout import find_layer, kohya_form, to_original
 
 QKV_RATIOS = (1, 1, 1)
 LINEAR1_RATIOS = (1, 1, 1, 4)  # q, k, v, then the MLP input (mlp_ratio 4)
@@ -55,21 +55,16 @@ _KOHYA_TOP = ("x_embedder", "context_embedder")
 
 
 def _original(path: str) -> tuple[str, int, tuple[int, ...]] | None:
-    if path in _TOP:
-        return _TOP[path], 0, _ONE
-    for pattern, prefix, layers in _BLOCKS:
-        m = pattern.fullmatch(path)
-        if m and m.group(2) in layers:
-            name, part, ratios = layers[m.group(2)]
-            return f"{prefix}.{m.group(1)}.{name}", part, ratios
-    return None
+    return find_layer(path, _TOP, _BLOCKS)
 
 
 def bfl_name(path: str) -> tuple[str, int, tuple[int, ...]] | None:
     """A diffusers FLUX transformer layer path -> (kohya name without the ``lora_unet_`` prefix,
-    its part in the fused layer, the parts' relative output sizes); None when BFL has no such layer."""
-    found = _original(path) if (path in _KOHYA_TOP or "blocks." in path) else None
-    return None if found is None else (found[0].replace(".", "_"), found[1], found[2])
+    its part in the fused layer, the parts' relative output sizes); None when BFL has no such layer
+    (or, at the top level, sd-scripts gives it no LoRA name)."""
+    if path in _TOP and path not in _KOHYA_TOP:
+        return None
+    return kohya_form(_original(path))
 
 
 def transformer_to_bfl(state: dict[str, Any], config: dict[str, Any] | None = None) -> dict[str, Any]:

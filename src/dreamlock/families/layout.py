@@ -4,12 +4,36 @@ checkpoints fuse them, and stores some modulations' scale and shift the other wa
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 #: diffusers layer path -> (original dotted layer name, its part in a fused layer, the parts' relative sizes)
 LinearName = Callable[[str], "tuple[str, int, tuple[int, ...]] | None"]
 #: any other diffusers key -> (original key, whether scale and shift change places) or None
 OtherName = Callable[[str], "tuple[str, bool] | None"]
+
+
+#: a family's block patterns: (regex with the block index and the layer inside it, the original
+#: block prefix, diffusers layer inside a block -> (original layer, part, ratios))
+Blocks = "tuple[tuple[re.Pattern, str, dict[str, tuple[str, int, tuple[int, ...]]]], ...]"
+
+
+def find_layer(path: str, top: dict[str, str], blocks: Blocks) -> tuple[str, int, tuple[int, ...]] | None:
+    """A diffusers linear layer path -> (original dotted name, part, ratios): a top-level layer
+    (never fused) or a layer inside a numbered block; None when the layout has no such linear."""
+    if path in top:
+        return top[path], 0, (1,)
+    for pattern, prefix, layers in blocks:
+        m = pattern.fullmatch(path)
+        if m and m.group(2) in layers:
+            name, part, ratios = layers[m.group(2)]
+            return f"{prefix}.{m.group(1)}.{name}", part, ratios
+    return None
+
+
+def kohya_form(found: tuple[str, int, tuple[int, ...]] | None) -> tuple[str, int, tuple[int, ...]] | None:
+    """The kohya name of an original layer (without the ``lora_unet_`` prefix): ``.`` -> ``_``."""
+    return None if found is None else (found[0].replace(".", "_"), found[1], found[2])
 
 
 def swap_halves(value):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dreamlock.families.layout import to_original
+from dreamlock.families.layout import find_layer, kohya_form, to_original
 
 QKV_RATIOS = (1, 1, 1)
 _ONE = (1,)
@@ -57,20 +57,13 @@ _BLOCK = re.compile(r"transformer_blocks\.(\d+)\.(.+)")
 
 def _original(path: str) -> tuple[str, int, tuple[int, ...]] | None:
     """A diffusers linear layer path -> (original dotted name, part, ratios); None if not a named linear."""
-    if path in _TOP:
-        return _TOP[path], 0, _ONE
-    m = _BLOCK.fullmatch(path)
-    if m and m.group(2) in _JOINT:
-        name, part, ratios = _JOINT[m.group(2)]
-        return f"joint_blocks.{m.group(1)}.{name}", part, ratios
-    return None
+    return find_layer(path, _TOP, ((_BLOCK, "joint_blocks", _JOINT),))
 
 
 def mmdit_name(path: str) -> tuple[str, int, tuple[int, ...]] | None:
     """A diffusers SD3 transformer layer path -> (kohya name without the ``lora_unet_`` prefix, its
     part in the fused layer, the parts' relative output sizes); None when the layer has no name here."""
-    found = _original(path)
-    return None if found is None else (found[0].replace(".", "_"), found[1], found[2])
+    return kohya_form(_original(path))
 
 
 def transformer_to_original(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

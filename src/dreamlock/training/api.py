@@ -218,8 +218,7 @@ def choose_checkpoint(trainer: Trainer) -> None:
     (weights, EMA and step), so that ``final/`` holds it."""
     selector, last = trainer.selector, trainer.step
     if not selector.has(last):
-        with trainer.adapter.unparked():
-            selector.record(last)
+        selector.record(last)
     chosen = selector.chosen if trainer.config.select_best else last
     if chosen is not None and chosen != last:
         trainer.resume(ckpt.checkpoint_path(trainer.run_dir, chosen))

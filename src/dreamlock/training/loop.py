@@ -184,8 +184,7 @@ class Trainer:
         if at_checkpoint and (self.step < c.max_train_steps or self.selector is not None):
             self.save_checkpoint()  # with a selector the last step is a candidate too, so it is kept as one
         if at_checkpoint and self.selector is not None:
-            with self.adapter.unparked():
-                self.selector.record(self.step)
+            self.selector.record(self.step)
             self.stopped_early = self.step < c.max_train_steps and self.selector.should_stop()
         if c.validation_steps and self.step % c.validation_steps == 0:
             self._sample()
@@ -207,8 +206,7 @@ class Trainer:
     def _steps(self, bar: Tracker, deadline: float | None, stop_after: int | None) -> None:
         c = self.config
         if self.selector is not None and not self.selector.has(self.step) and self.step == 0:
-            with self.adapter.unparked():
-                self.selector.record(0)  # the base model: the reference for class drift
+            self.selector.record(0)  # the base model: the reference for class drift
         while (self.step < c.max_train_steps and not self.stopped_early
                and (stop_after is None or self.step < stop_after)):
             logs = self.optimizer_step()

@@ -245,7 +245,9 @@ def _likeness_scorer(trainer, scorer_name: str, prompts: list, seeds: list[int])
         for m in modules:
             m.eval()
         source = LiveSource(trainer.adapter.sampling_pipeline(), trainer.method.rewrite_prompt, c.resolution)
-        generations = [source.images(p.text, seeds, c.validation_inference_steps, c.validation_guidance) for p in prompts]
+        with trainer.adapter.unparked():  # offload_frozen: the VAE and frozen text encoders come back to sample
+            generations = [source.images(p.text, seeds, c.validation_inference_steps, c.validation_guidance)
+                           for p in prompts]
         for m in modules:
             m.train()
         metrics = score(scorer, references, prompts, generations, c.class_word)
