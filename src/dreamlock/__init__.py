@@ -15,15 +15,27 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-class _NoTorchvisionNotice(logging.Filter):
-    """transformers says on import that an image processor "requires torchvision (not installed)";
-    dreamlock deliberately runs without torchvision and never uses those processors' torchvision path."""
+class _NoticeFilter(logging.Filter):
+    """Drops one known import-time notice of a library that does not concern dreamlock's users."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "requires torchvision" not in record.getMessage()
+        return self.text not in record.getMessage()
 
 
-logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
+#: (logger, notice): transformers says on import that an image processor "requires torchvision";
+#: dreamlock runs without torchvision and never takes that path. bitsandbytes (imported by diffusers'
+#: quantizers) tries on CPUs with AVX512-BF16 to fetch an optional 4-bit CPU kernel through
+#: ``kernels``, which refuses an unverified repository (and says so again offline); dreamlock uses
+#: bitsandbytes for 8-bit Adam, and 4-bit only on CUDA, so the fallback is what it wants.
+_QUIET = [("transformers.utils.import_utils", "requires torchvision"),
+          ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward"),
+          ("kernels._internals.hf_hub", "Skipping publisher trust check")]
+for _logger, _text in _QUIET:
+    logging.getLogger(_logger).addFilter(_NoticeFilter(_text))
 
 _API = {
     "prepare": "dreamlock.data.prepare:prepare",

@@ -94,7 +94,7 @@ def _save_lora(run: Path, base: Path, text_encoder: bool, metadata: bool, seed: 
         kwargs["unet_lora_adapter_metadata"] = ucfg.to_dict()
     if text_encoder:
         tcfg = LoraConfig(r=RANK, lora_alpha=ALPHA, init_lora_weights=False, target_modules=TE_TARGETS)
-        # peft directly: transformers' own add_adapter is gated on an unreleased peft (see the shim)
+        # peft directly, as training does (methods.lora.add_lora): transformers 5.24+ gate add_adapter on an unreleased peft
         inject_adapter_in_model(tcfg, pipe.text_encoder)
         kwargs["text_encoder_lora_layers"] = get_peft_model_state_dict(pipe.text_encoder)
         if metadata:

@@ -6,7 +6,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from peft import LoraConfig
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict
 
 from dreamlock.methods.base import Method, component_groups, copy_into, named_trainable_in
@@ -23,6 +24,21 @@ def lora_config(config, target_modules: list[str]) -> LoraConfig:
     )
 
 
+def add_lora(module: torch.nn.Module, lora: LoraConfig) -> None:
+    """Add the adapter "default" through peft itself: transformers' own ``add_adapter`` refuses
+    any peft older than the one its release was built against (5.24+ ask for an unreleased peft)."""
+    inject_adapter_in_model(lora, module, adapter_name="default")
+    if hasattr(module, "_hf_peft_config_loaded"):  # the flag add_adapter sets (diffusers and transformers)
+        module._hf_peft_config_loaded = True
+
+
+def set_lora_enabled(modules: list[torch.nn.Module], enabled: bool) -> None:
+    for module in modules:
+        for layer in module.modules():
+            if isinstance(layer, BaseTunerLayer):
+                layer.enable_adapters(enabled)
+
+
 class LoRA(Method):
     name = "lora"
     produces = ("lora",)
@@ -37,7 +53,7 @@ class LoRA(Method):
                 targets = config.lora_target_modules or list(adapter.denoiser_lora_targets)
             else:
                 targets = config.text_encoder_target_modules or list(adapter.text_lora_targets)
-            module.add_adapter(lora_config(config, targets))
+            add_lora(module, lora_config(config, targets))
         if config.gradient_checkpointing:
             adapter.denoiser.enable_gradient_checkpointing()
 
@@ -73,13 +89,11 @@ class LoRA(Method):
     @contextmanager
     def _adapters_off(self):
         modules = self.trainable_modules()
-        for m in modules:
-            m.disable_adapters()
+        set_lora_enabled(modules, False)
         try:
             yield
         finally:
-            for m in modules:
-                m.enable_adapters()
+            set_lora_enabled(modules, True)
 
     def base_prediction(self, fn):
         """The frozen base model's output: the same modules with the LoRA switched off."""
