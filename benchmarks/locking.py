@@ -8,6 +8,8 @@ the same prompts. Prints the table, the per-scene table and the issue's targets 
 writes benchmarks/locking.json and the LOCKING section of benchmarks/RESULTS.md.
 
     python benchmarks/locking.py [--subjects dotty-heart fresh:38] [--configs "lora + prior"] [--seeds 8]
+    python benchmarks/locking.py --keep --configs "lora + prior 0.3, 1200 steps"  # add rows to locking.json
+    python benchmarks/locking.py --look --work runs/locking  # one sheet per subject to look at
 """
 
 from __future__ import annotations
@@ -30,13 +32,17 @@ from dreamlock.toyworld.vocab import parse_text
 from dreamlock.training.api import train
 
 HERE = Path(__file__).parent
-CONFIGS = {  # name -> (method, prior preservation)
-    "full + prior": ("full", True),
-    "full, no prior": ("full", False),
-    "lora + prior": ("lora", True),
-    "ti": ("ti", False),
-    "pivotal + prior": ("pivotal", True),
+CONFIGS = {  # name -> (method, prior preservation, overrides of the demo recipe)
+    "full + prior": ("full", True, {}),
+    "full, no prior": ("full", False, {}),
+    "lora + prior": ("lora", True, {}),
+    "ti": ("ti", False, {}),
+    "pivotal + prior": ("pivotal", True, {}),
+    # the best LoRA recipe found on the tuning subject fresh:10 (RESULTS.md, "More steps, lighter
+    # prior"); not in the default set: twice the demo's training time
+    "lora + prior 0.3, 1200 steps": ("lora", True, {"prior_loss_weight": 0.3, "max_train_steps": 1200}),
 }
+DEFAULT_CONFIGS = ["full + prior", "full, no prior", "lora + prior", "ti", "pivotal + prior"]
 METRICS = ["subject_fidelity", "subject_fidelity_rel", "judged_subject", "prompt_fidelity", "class_drift",
            "class_drift_share", "diversity"]
 #: The report subjects: the built-ins that are not tuning subjects, and the first three fresh draws
@@ -66,19 +72,21 @@ def ensure_refs(work: Path, subject: str) -> Path:
 
 
 def run_one(work: Path, subject: str, name: str, seeds: int, steps: int | None) -> dict:
-    method, prior = CONFIGS[name]
+    method, prior, overrides = CONFIGS[name]
     spec = builtin_subject(subject)
     refs = ensure_refs(work, subject)
-    run = work / subject / name.replace(" ", "").replace(",", "_").replace("+", "_")
+    run = run_dir(work, subject, name)
     cfg = demo_train_config(refs, run, spec.class_word, method, steps, False, work / "class-cache")
-    cfg.update(with_prior_preservation=prior, validation_prompt=[])
+    cfg.update(with_prior_preservation=prior, validation_prompt=[], **overrides)
+    if steps is not None:
+        cfg["max_train_steps"] = steps
     train_s = None  # a run already on disk is reused (its time is in its logs)
     if not (run / "run.json").exists():
         t = time.time()
         train(cfg)
         train_s = time.time() - t
     metrics = evaluate(run, refs, seeds=seeds, guidance=GUIDANCE, trigger=TRIGGER, class_word=spec.class_word, out=run / "evaluate", progress=False)
-    return {"subject": subject, "config": name, "train_s": train_s, **row_metrics(metrics)}
+    return {"subject": subject, "config": name, "train_s": train_s, "seeds": seeds, **row_metrics(metrics)}
 
 
 def row_metrics(metrics: dict) -> dict:
@@ -95,7 +103,7 @@ def run_base(work: Path, subject: str, seeds: int) -> dict:
     refs = ensure_refs(work, subject)
     metrics = evaluate(shipped_base(), refs, seeds=seeds, guidance=GUIDANCE, trigger=TRIGGER, class_word=spec.class_word,
                        out=work / subject / "base-evaluate", progress=False)
-    return {"subject": subject, "config": "base model", "train_s": None, **row_metrics(metrics)}
+    return {"subject": subject, "config": "base model", "train_s": None, "seeds": seeds, **row_metrics(metrics)}
 
 
 def table(rows: list[dict]) -> str:
@@ -138,6 +146,19 @@ def scene_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def subject_table(rows: list[dict]) -> str:
+    """Per subject: the codec ceiling, then each config's subject_fidelity_rel / oracle verdict (judged_subject)."""
+    names = [n for n in ["base model"] + list(CONFIGS) if any(r["config"] == n for r in rows)]
+    lines = ["| subject | codec ceiling (rel) | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    for subject in dict.fromkeys(r["subject"] for r in rows):
+        by_name = {r["config"]: r for r in rows if r["subject"] == subject}
+        codec = next((r.get("codec_ceiling_rel") for r in by_name.values() if r.get("codec_ceiling_rel") is not None), None)
+        cells = [f"{by_name[n]['subject_fidelity_rel']:.2f} / {by_name[n]['judged_subject']:.2f}" if n in by_name else "—"
+                 for n in names]
+        lines.append(f"| {subject} | {'—' if codec is None else f'{codec:.2f}'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def targets(rows: list[dict]) -> str:
     """The issue's targets, each stated with its measured value and whether it is met."""
     def fmt(v):
@@ -169,8 +190,52 @@ def targets(rows: list[dict]) -> str:
 
 
 def render(header: str, rows: list[dict]) -> str:
-    return (f"{header}\n\n{table(rows)}\n\nsubject_fidelity_rel per new scene (mean over subjects; worst subject):\n\n"
+    return (f"{header}\n\n{table(rows)}\n\nPer subject, subject_fidelity_rel / judged_subject (the share of "
+            f"generations the oracle calls the subject):\n\n{subject_table(rows)}\n\n"
+            f"subject_fidelity_rel per new scene (mean over subjects; worst subject):\n\n"
             f"{scene_table(rows)}\n\nThe issue's targets:\n\n{targets(rows)}\n\n{PAPER}")
+
+
+def run_dir(work: Path, subject: str, name: str) -> Path:
+    return work / subject / name.replace(" ", "").replace(",", "_").replace("+", "_")
+
+
+def look(work: Path, subject: str, path: Path) -> None:
+    """One sheet per subject to look at: the references, then per config (base model first) its
+    evaluate grids (8 seeds each): beach | snow, forest | night, then the class prompt on the plain scene."""
+    from PIL import Image, ImageDraw
+
+    folders = [("base model", work / subject / "base-evaluate")] + [
+        (name, run_dir(work, subject, name) / "evaluate") for name in CONFIGS]
+    folders = [(n, f) for n, f in folders if (f / "grids").is_dir()]
+    def half(path: Path) -> Image.Image:  # evaluate's grids are 2x nearest-neighbour: this is lossless
+        image = Image.open(path).convert("RGB")
+        return image.resize((image.width // 2, image.height // 2), Image.NEAREST)
+
+    refs = half(folders[0][1] / "grids" / "references.png")
+    rows: list[tuple[str, list[Image.Image]]] = [(f"{subject}: references", [refs])]
+    for name, folder in folders:
+        grids = sorted((folder / "grids").glob("0*.png"))
+        subject_grids = [half(g) for g in grids if "-subject-" in g.name]
+        class_plain = [half(g) for g in grids if "-class-" in g.name][:1]
+        cells = subject_grids + class_plain
+        rows.append((f"{name}: beach | snow, forest | night, then '{'a photo of a ' + builtin_subject(subject).class_word}'", []))
+        rows += [("", cells[i:i + 2]) for i in range(0, len(cells), 2)]
+    width = 2 * max(g.width for _, cells in rows for g in cells) + 4
+    band = 14
+    height = sum((band if label else 0) + (max(g.height for g in cells) if cells else 0) for label, cells in rows)
+    sheet = Image.new("RGB", (width, height), "white")
+    draw, y = ImageDraw.Draw(sheet), 0
+    for label, cells in rows:
+        if label:
+            draw.text((2, y + 2), label, fill="black")
+            y += band
+        x = 0
+        for g in cells:
+            sheet.paste(g, (x, y))
+            x += g.width + 4
+        y += max((g.height for g in cells), default=0)
+    sheet.save(path)
 
 
 def write_results(text: str) -> None:
@@ -193,32 +258,41 @@ def rerender() -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--subjects", nargs="+", default=BENCHMARK_SUBJECTS)
-    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS))
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--steps", type=int, default=None, help="override every recipe's step count")
     p.add_argument("--work", type=Path, default=Path("runs/locking"))
-    p.add_argument("--keep", action="store_true", help="keep rows of other subjects from locking.json")
+    p.add_argument("--keep", action="store_true", help="keep locking.json's rows; run only the (subject, config) pairs it lacks")
+    p.add_argument("--look", action="store_true", help="only write benchmarks/locking_look_<subject>.png from --work")
+    p.add_argument("--rerender", action="store_true", help="only rewrite RESULTS.md's table from locking.json")
     args = p.parse_args()
+    if args.rerender:
+        return rerender()
+    if args.look:
+        for subject in args.subjects:
+            look(args.work, subject, HERE / f"locking_look_{subject.replace(':', '')}.png")
+        return
     torch.manual_seed(0)
-    rows = []
-    if args.keep and (HERE / "locking.json").exists():
-        rows = [r for r in json.loads((HERE / "locking.json").read_text())["rows"] if r["subject"] not in args.subjects]
-        args.subjects = sorted({r["subject"] for r in rows}) + args.subjects
+    rows = json.loads((HERE / "locking.json").read_text())["rows"] if args.keep else []
+    have = {(r["subject"], r["config"]) for r in rows}
     started = time.time()
-    for subject in [s for s in args.subjects if s not in {r["subject"] for r in rows}]:
-        rows.append(run_base(args.work, subject, args.seeds))
-        for name in args.configs:
-            rows.append(run_one(args.work, subject, name, args.seeds, args.steps))
-            print(json.dumps(rows[-1]), flush=True)
-            save(rows, args, started)  # partial tables survive an interrupted run
+    for subject in args.subjects:
+        todo = [name for name in ["base model"] + args.configs if (subject, name) not in have]
+        for name in todo:
+            row = run_base(args.work, subject, args.seeds) if name == "base model" else \
+                run_one(args.work, subject, name, args.seeds, args.steps)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            save(rows, started)  # partial tables survive an interrupted run
     print(render("", rows))
 
 
-def save(rows: list[dict], args, started: float) -> None:
+def save(rows: list[dict], started: float) -> None:
     done = sorted({r["subject"] for r in rows})
-    header = (f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()} ({torch.get_num_threads()} threads), fp32, "
-              f"subjects so far: {', '.join(done)} (of {', '.join(args.subjects)}), {args.seeds} seeds per prompt, "
-              f"toy oracle scorer; {time.time() - started:.0f} s so far. Mean ± spread over subjects.")
+    header = (f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()} (CPU capability "
+              f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads), fp32, subjects: "
+              f"{', '.join(done)}, {rows[-1].get('seeds', '?')} seeds per prompt, toy oracle scorer; this "
+              f"invocation {time.time() - started:.0f} s. Mean ± spread over subjects.")
     (HERE / "locking.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2))
     write_results(render(header, rows))
 
