@@ -200,6 +200,14 @@ def run_dir(work: Path, subject: str, name: str) -> Path:
     return work / subject / name.replace(" ", "").replace(",", "_").replace("+", "_")
 
 
+def _half(path: Path):
+    """One of evaluate's grids at its generations' own size (they are saved 2x nearest-neighbour: lossless)."""
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB")
+    return image.resize((image.width // 2, image.height // 2), Image.NEAREST)
+
+
 def look(work: Path, subject: str, path: Path) -> None:
     """One sheet per subject to look at: the references, then per config (base model first) its
     evaluate grids (8 seeds each): beach | snow, forest | night, then the class prompt on the plain scene."""
@@ -208,18 +216,14 @@ def look(work: Path, subject: str, path: Path) -> None:
     folders = [("base model", work / subject / "base-evaluate")] + [
         (name, run_dir(work, subject, name) / "evaluate") for name in CONFIGS]
     folders = [(n, f) for n, f in folders if (f / "grids").is_dir()]
-    def half(path: Path) -> Image.Image:  # evaluate's grids are 2x nearest-neighbour: this is lossless
-        image = Image.open(path).convert("RGB")
-        return image.resize((image.width // 2, image.height // 2), Image.NEAREST)
-
-    refs = half(folders[0][1] / "grids" / "references.png")
-    rows: list[tuple[str, list[Image.Image]]] = [(f"{subject}: references", [refs])]
+    if not folders:
+        raise SystemExit(f"error: no evaluate grids for {subject} under {work}; run the table with --work {work} first")
+    class_prompt = f"a photo of a {builtin_subject(subject).class_word}"
+    rows: list[tuple[str, list]] = [(f"{subject}: references", [_half(folders[0][1] / "grids" / "references.png")])]
     for name, folder in folders:
         grids = sorted((folder / "grids").glob("0*.png"))
-        subject_grids = [half(g) for g in grids if "-subject-" in g.name]
-        class_plain = [half(g) for g in grids if "-class-" in g.name][:1]
-        cells = subject_grids + class_plain
-        rows.append((f"{name}: beach | snow, forest | night, then '{'a photo of a ' + builtin_subject(subject).class_word}'", []))
+        cells = [_half(g) for g in grids if "-subject-" in g.name] + [_half(g) for g in grids if "-class-" in g.name][:1]
+        rows.append((f"{name}: beach | snow, forest | night, then '{class_prompt}'", []))
         rows += [("", cells[i:i + 2]) for i in range(0, len(cells), 2)]
     width = 2 * max(g.width for _, cells in rows for g in cells) + 4
     band = 14

@@ -2,6 +2,7 @@
 modules behind it were imported (their names differ from the functions', so nothing shadows them)."""
 
 import importlib
+import logging
 
 import pytest
 
@@ -22,11 +23,7 @@ def test_api_functions_are_functions():
 ])
 def test_library_import_notices_are_dropped_and_others_kept(logger, text, caplog):
     """Plumbing: the import-time notices a user cannot act on are dropped; the same loggers' other
-    messages still reach the user."""
-    import logging
-
-    import dreamlock  # noqa: F401  (installs the filters)
-
+    messages still reach the user (the filters are installed by importing dreamlock, above)."""
     log = logging.getLogger(logger)
     with caplog.at_level(logging.WARNING, logger=logger):
         log.warning(text)
