@@ -9,7 +9,8 @@
 2. Codec: for each VAE given (default: the shipped one), PSNR per detail kind and the share of
    round-tripped subject renders the oracle still accepts (one per scene, against original refs).
 
-Prints markdown tables and writes ``benchmarks/lab.json``.
+Prints markdown tables and writes ``benchmarks/lab.json``; ``--sheet`` also draws
+``benchmarks/lab_negatives.png`` (per built-in subject: the subject, then one negative of each kind).
 """
 
 from __future__ import annotations
@@ -20,22 +21,56 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import AutoencoderKL
+from PIL import Image
 
 from dreamlock.toyworld.base import ASSET_DIR
-from dreamlock.toyworld.negatives import NEGATIVE_KINDS
+from dreamlock.toyworld.negatives import NEGATIVE_KINDS, render_negative
 from dreamlock.toyworld.oracle import load_oracle, summarise_verification, verification_table
+from dreamlock.toyworld.render import render_look
+from dreamlock.toyworld.subjects import builtin_subject
 from dreamlock.toyworld.vae import codec_table
 from dreamlock.toyworld.vocab import SCENES
 
 HERE = Path(__file__).parent
 
 
-def oracle_tables(looks: int, seed: int) -> dict:
-    oracle = load_oracle()
+def oracle_tables(oracle, looks: int, seed: int) -> dict:
     rows = verification_table(oracle, held_out_looks=True, seed=seed, n_looks=looks)
     return summarise_verification(rows, oracle.subject_threshold)
+
+
+#: The locking benchmark's subjects (benchmarks/locking.py): none of their looks is trained on.
+BENCHMARK_SUBJECTS = ("dotty-heart", "stripy-star", "checker-ring", "fresh:8", "fresh:15", "fresh:22")
+
+
+def subject_verdicts(oracle, renders: int, seed: int) -> dict:
+    """Per benchmark subject: share of its renders accepted per scene, and of each negative kind rejected
+    (``renders`` per scene / kind), at the oracle's threshold, against 5 plain references."""
+    out = {}
+    for name in BENCHMARK_SUBJECTS:
+        look = builtin_subject(name).look()
+        centroid = oracle.embed([render_look(look, "plain", seed + i) for i in range(5)]).mean(0)
+        accept = lambda images: (oracle.embed(images) @ (centroid / centroid.norm()) >= oracle.subject_threshold).float()
+        row = {"accepted": {}, "rejected": {}}
+        for scene in SCENES:
+            row["accepted"][scene] = accept([render_look(look, scene, seed + 100 + i) for i in range(renders)]).mean().item()
+        for kind in NEGATIVE_KINDS:
+            images = [render_negative(look, kind, SCENES[i % len(SCENES)], seed + 200 + i) for i in range(renders)]
+            row["rejected"][kind] = 1 - accept(images).mean().item()
+        out[name] = row
+    return out
+
+
+def print_subjects(table: dict) -> None:
+    print(f"\nBenchmark subjects (per scene accepted; per kind rejected)\n")
+    print("| subject | " + " | ".join(SCENES) + " | " + " | ".join(NEGATIVE_KINDS) + " |")
+    print("|---" * (1 + len(SCENES) + len(NEGATIVE_KINDS)) + "|")
+    for name, row in table.items():
+        cells = [f"{row['accepted'][s]:.0%}" for s in SCENES] + [f"{row['rejected'][k]:.0%}" for k in NEGATIVE_KINDS]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def print_oracle(v: dict) -> None:
@@ -49,22 +84,46 @@ def print_oracle(v: dict) -> None:
     print(f"| subject: mean similarity | {v['mean_similarity']['subject']:.2f} | {v['mean_similarity']['aug_subject']:.2f} |")
 
 
+SHEET_SUBJECTS = ("stripy-star", "dotty-heart", "checker-ring", "twotone-cross")
+
+
+def negatives_sheet(path: Path, seed: int = 0) -> None:
+    """One row per built-in subject: the subject on plain, then each negative kind on the scenes in turn."""
+    rows = []
+    for name in SHEET_SUBJECTS:
+        look = builtin_subject(name).look()
+        tiles = [render_look(look, "plain", seed)]
+        tiles += [render_negative(look, kind, SCENES[i % len(SCENES)], seed + i) for i, kind in enumerate(NEGATIVE_KINDS)]
+        rows.append(np.concatenate([np.pad(np.asarray(t), ((1, 1), (1, 1), (0, 0)), constant_values=255) for t in tiles], 1))
+    Image.fromarray(np.concatenate(rows, 0)).resize((rows[0].shape[1] * 2, len(rows) * rows[0].shape[0] * 2),
+                                                   Image.NEAREST).save(path)
+    print(f"wrote {path} (columns: subject, {', '.join(NEGATIVE_KINDS)})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--vae", type=Path, nargs="*", default=[ASSET_DIR / "vae"])
     p.add_argument("--looks", type=int, default=60)
     p.add_argument("--seed", type=int, default=31337)
     p.add_argument("--out", type=Path, default=HERE / "lab.json")
+    p.add_argument("--sheet", action="store_true", help="also draw lab_negatives.png beside --out")
+    p.add_argument("--oracle", type=Path, default=None, help="an oracle folder to measure instead of the shipped one")
+    p.add_argument("--renders", type=int, default=10, help="renders per scene and per negative kind of each benchmark subject")
     args = p.parse_args()
+    if args.sheet:
+        negatives_sheet(args.out.parent / "lab_negatives.png")
     torch.set_num_threads(2)
     t = time.time()
+    oracle = load_oracle(args.oracle)
     result = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
-              "cpu_capability": torch.backends.cpu.get_cpu_capability(), "oracle": oracle_tables(args.looks, args.seed),
-              "codec": {}}
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(), "oracle_folder": str(args.oracle or "shipped"),
+              "oracle": oracle_tables(oracle, args.looks, args.seed),
+              "benchmark_subjects": subject_verdicts(oracle, args.renders, args.seed), "codec": {}}
     print_oracle(result["oracle"])
+    print_subjects(result["benchmark_subjects"])
     for folder in args.vae:
         vae = AutoencoderKL.from_pretrained(folder).float().eval()
-        table = codec_table(vae, seed=args.seed + 1)
+        table = codec_table(vae, seed=args.seed + 1, oracle=oracle)
         result["codec"][str(folder)] = table
         print(f"\nCodec {folder} (oracle threshold {table['threshold']})\n")
         print("| detail | PSNR dB | oracle accepts round trip | accepts original | mean similarity |\n|---|---|---|---|---|")

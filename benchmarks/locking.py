@@ -10,6 +10,7 @@ writes benchmarks/locking.json and the LOCKING section of benchmarks/RESULTS.md.
     python benchmarks/locking.py [--subjects dotty-heart fresh:38] [--configs "lora + prior"] [--seeds 8]
     python benchmarks/locking.py --keep --configs "lora + prior 0.3, 1200 steps"  # add rows to locking.json
     python benchmarks/locking.py --look --work runs/locking  # one sheet per subject to look at
+    python benchmarks/locking.py --rescore --work runs/locking  # re-evaluate locking.json's rows (new judge)
 """
 
 from __future__ import annotations
@@ -62,6 +63,15 @@ def cpu_name() -> str:
         return line.split(":", 1)[1].strip()
     except Exception:  # noqa: BLE001
         return platform.processor() or "unknown"
+
+
+def oracle_digest() -> str:
+    """The first 12 hex digits of the shipped oracle's weights: which judge scored a table."""
+    import hashlib
+
+    from dreamlock.toyworld.oracle import ASSETS, WEIGHTS_NAME
+
+    return hashlib.sha256((ASSETS / WEIGHTS_NAME).read_bytes()).hexdigest()[:12]
 
 
 def ensure_refs(work: Path, subject: str) -> Path:
@@ -208,9 +218,33 @@ def _half(path: Path):
     return image.resize((image.width // 2, image.height // 2), Image.NEAREST)
 
 
+def _marked(path: Path, verdicts: list[bool] | None):
+    """:func:`_half` of an evaluate grid with the oracle's verdict under each image (green: judged
+    the subject, red: not), so a person can check each verdict against the picture."""
+    from PIL import Image, ImageDraw
+
+    grid = _half(path)
+    if not verdicts:
+        return grid
+    out = Image.new("RGB", (grid.width, grid.height + 4), "white")
+    out.paste(grid, (0, 0))
+    draw, tile = ImageDraw.Draw(out), (grid.width - 1) // len(verdicts) - 1  # evaluate's grids: 1 row, 1 px gaps here
+    for i, ok in enumerate(verdicts):
+        x = 1 + i * (tile + 1)
+        draw.rectangle([x, grid.height, x + tile - 1, grid.height + 2], fill=(30, 160, 60) if ok else (210, 40, 40))
+    return out
+
+
+def _verdicts(folder: Path) -> dict[str, list[bool]]:
+    """Per grid file name: the per-image verdicts evaluate stored (empty before it stored them)."""
+    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+    return {Path(p["grid"]).name: p["judged"] for p in metrics.get("per_prompt", []) if "grid" in p and "judged" in p}
+
+
 def look(work: Path, subject: str, path: Path) -> None:
     """One sheet per subject to look at: the references, then per config (base model first) its
-    evaluate grids (8 seeds each): beach | snow, forest | night, then the class prompt on the plain scene."""
+    evaluate grids (8 seeds each): beach | snow, forest | night, then the class prompt on the plain
+    scene; under each subject image the oracle's verdict (green: the subject, red: not)."""
     from PIL import Image, ImageDraw
 
     folders = [("base model", work / subject / "base-evaluate")] + [
@@ -221,8 +255,9 @@ def look(work: Path, subject: str, path: Path) -> None:
     class_prompt = f"a photo of a {builtin_subject(subject).class_word}"
     rows: list[tuple[str, list]] = [(f"{subject}: references", [_half(folders[0][1] / "grids" / "references.png")])]
     for name, folder in folders:
-        grids = sorted((folder / "grids").glob("0*.png"))
-        cells = [_half(g) for g in grids if "-subject-" in g.name] + [_half(g) for g in grids if "-class-" in g.name][:1]
+        grids, verdicts = sorted((folder / "grids").glob("0*.png")), _verdicts(folder)
+        cells = [_marked(g, verdicts.get(g.name)) for g in grids if "-subject-" in g.name] + \
+            [_half(g) for g in grids if "-class-" in g.name][:1]
         rows.append((f"{name}: beach | snow, forest | night, then '{class_prompt}'", []))
         rows += [("", cells[i:i + 2]) for i in range(0, len(cells), 2)]
     width = 2 * max(g.width for _, cells in rows for g in cells) + 4
@@ -269,9 +304,13 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep locking.json's rows; run only the (subject, config) pairs it lacks")
     p.add_argument("--look", action="store_true", help="only write benchmarks/locking_look_<subject>.png from --work")
     p.add_argument("--rerender", action="store_true", help="only rewrite RESULTS.md's table from locking.json")
+    p.add_argument("--rescore", action="store_true",
+                   help="re-evaluate every row of locking.json from the runs in --work (trains nothing; keeps train_s)")
     args = p.parse_args()
     if args.rerender:
         return rerender()
+    if args.rescore:
+        return rescore(args.work)
     if args.look:
         for subject in args.subjects:
             look(args.work, subject, HERE / f"locking_look_{subject.replace(':', '')}.png")
@@ -291,11 +330,32 @@ def main() -> None:
     print(render("", rows))
 
 
+def rescore(work: Path) -> None:
+    """Evaluate again every (subject, config) of locking.json from its run in ``work``, e.g. after
+    the judge changed; training times are kept from the rows being replaced."""
+    old = json.loads((HERE / "locking.json").read_text())["rows"]
+    missing = [run_dir(work, r["subject"], r["config"]) for r in old
+               if r["config"] != "base model" and not (run_dir(work, r["subject"], r["config"]) / "run.json").exists()]
+    if missing:
+        raise SystemExit(f"--rescore trains nothing, and {len(missing)} runs are not in {work} (first: {missing[0]}); "
+                         "pass the --work that trained them, or run without --rescore")
+    rows, started = [], time.time()
+    for r in old:
+        seeds = r.get("seeds") or 8  # rows written before the field existed used 8
+        row = run_base(work, r["subject"], seeds) if r["config"] == "base model" else \
+            run_one(work, r["subject"], r["config"], seeds, None)
+        rows.append({**row, "train_s": r.get("train_s")})
+        print(json.dumps(rows[-1]), flush=True)
+    save(rows, started)  # once, at the end: an interrupted rescore leaves locking.json as it was
+    print(render("", rows))
+
+
 def save(rows: list[dict], started: float) -> None:
     done = sorted({r["subject"] for r in rows})
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()} (CPU capability "
               f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads), fp32, subjects: "
-              f"{', '.join(done)}, {rows[-1].get('seeds', '?')} seeds per prompt, toy oracle scorer; this "
+              f"{', '.join(done)}, {rows[-1].get('seeds', '?')} seeds per prompt, toy oracle scorer "
+              f"(oracle.safetensors sha256 {oracle_digest()}); this "
               f"invocation {time.time() - started:.0f} s. Mean ± spread over subjects.")
     (HERE / "locking.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2))
     write_results(render(header, rows))

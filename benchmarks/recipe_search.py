@@ -38,6 +38,7 @@ VARIANTS = {
     "lora_conv_te_r32_lr2e-3": ("lora", dict(CONV_TE, rank=32, learning_rate=2e-3, max_train_steps=300)),
     "lora_conv_te_1200": ("lora", dict(CONV_TE, max_train_steps=1200)),
     "lora_conv_te_1200_prior0.3": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200)),
+    "lora_conv_te_1200_prior0.1": ("lora", dict(CONV_TE, prior_loss_weight=0.1, max_train_steps=1200)),
     # class images of every scene, each trained with its own scene's class prompt (2026-11-28, 7th session)
     "lora_conv_te_1200_prior0.3_scenes": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
                                                        class_scenes=True)),

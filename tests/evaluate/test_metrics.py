@@ -71,6 +71,8 @@ def test_plain_class_generator_has_no_drift(subject, references, make_generator)
     assert r["drift_calibration"]["source"] == "scorer"  # the toy oracle states its verdict threshold
     assert r["drift_threshold"] == pytest.approx(ToyScorer().subject_threshold)
     assert r["judged_subject"] >= 0.9
+    for p in r["per_prompt"]:  # the verdict per image, so a person can check it against the picture
+        assert len(p["judged"]) == p["n"] and sum(p["judged"]) / p["n"] == pytest.approx(p["judged_subject"])
 
 
 class NegativeGenerator:
@@ -89,10 +91,11 @@ class NegativeGenerator:
         return [render_negative(self.look, self.kind, scene, np.random.default_rng([s, 7])) for s in seeds]
 
 
-@pytest.mark.parametrize("kind", ["band", "pieces", "no_detail", "wrong_outline"])
+@pytest.mark.parametrize("kind", ["band", "pieces", "no_detail", "wrong_outline", "punched"])
 def test_fragments_of_the_subject_do_not_score_as_the_subject(subject, references, kind):
     """Known answer: the subject's pattern without its outline (bands: the striped star failure),
-    its outline cut up, without the detail or on another class are not the subject: judged subject
+    its outline cut up, without the detail, with the scene where the detail belongs, or on another
+    class are not the subject: judged subject
     at most 1 in 4 and subject_fidelity_rel far below a true rendering's (> 0.9)."""
     r = evaluate_with(NegativeGenerator(subject, kind), references, seeds=SEEDS, progress=False)
     assert r["judged_subject"] <= 0.25, r["judged_subject"]

@@ -23,10 +23,11 @@ def test_lora_locks_the_subject(tmp_path):
     """The demo's LoRA recipe (prior preservation on) raises subject fidelity on the demo's subject
     by MARGIN above the base model's, over recontextualisation prompts at the toy guidance.
 
-    Measured 2026-11-28 by the demo (same recipe, subject and seeds; refined VAE, oracle with hard
-    negatives, caption-dropout base; benchmarks/demo_dotty_heart.json): 0.349 vs -0.138. The
-    oracle's verdict accepts only 1 of 20 new-scene images (the dots are missing or the wrong
-    colour), so this test asserts the rise, not the lock (issue 15 part 4 re-chooses the recipe)."""
+    Measured 2026-12-06 by the demo (same recipe, subject and seeds; refined VAE, caption-dropout
+    base, the oracle with the "punched" negatives; benchmarks/demo_dotty_heart.json): 0.230 vs
+    -0.149 (the previous oracle: 0.349 vs -0.138). The oracle's verdict accepts none of the 20
+    new-scene images (the dots are missing or the wrong colour), so this test asserts the rise, not
+    the lock (issue 15 part 4 re-chooses the recipe)."""
     spec = builtin_subject(DEMO_SUBJECT)
     refs = tmp_path / "refs"
     write_reference_set(spec, refs, n=5)

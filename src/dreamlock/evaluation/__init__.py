@@ -200,7 +200,7 @@ def score(
         div = M.pairwise_layout_distance(layouts[i]) if layouts is not None else M.pairwise_diversity(emb)
         entry: dict[str, Any] = {"prompt": p.text, "kind": p.kind, "n": len(images),
                                  "subject_fidelity": M.subject_fidelity(emb, ref)[0],
-                                 "judged_subject": M.fraction(judged), "diversity": div}
+                                 "judged_subject": M.fraction(judged), "judged": judged, "diversity": div}
         if p.kind == "subject":
             matches = scorer.prompt_match(images, p.attrs)
             entry["prompt_fidelity"] = M.fraction(matches)

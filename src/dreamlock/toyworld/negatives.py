@@ -10,7 +10,11 @@ some of a subject's look and breaks the rest, the ways a half-trained generator 
 - ``no_detail``: the right outline and body colour, the detail missing;
 - ``body_colour``: outline and detail right, another body colour;
 - ``detail_colour``: outline and body colour right, the detail in another colour;
-- ``other_detail``: outline and colours right, another kind of detail.
+- ``other_detail``: outline and colours right, another kind of detail;
+- ``punched``: outline and body colour right, the scene showing through where the detail belongs
+  (red bands in a star's place, a ring with holes: what a generator draws when its codec cannot
+  make the detail colour). Where the scene there would pass for the detail colour (white stripes
+  on snow), it is drawn on the next scene that does not, so the negative is never the subject.
 
 :func:`held_out` names the looks the oracle never trains on (a fixed hash of the look, plus the
 built-in subjects), so its verdicts can be checked on looks it has not seen.
@@ -25,15 +29,19 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dreamlock.toyworld.render import (SUPERSAMPLE, Look, Pose, Seed, as_rng, colour_layer, finish, sample_pose, scene_image,
-                                       shape_mask)
-from dreamlock.toyworld.vocab import CLASSES, COLOURS, DETAIL_COLOURS, DETAILS
+from dreamlock.toyworld.render import (SUPERSAMPLE, Look, Pose, Seed, as_rng, colour_layer, detail_mask, finish, sample_pose,
+                                       scene_image, shape_mask)
+from dreamlock.toyworld.vocab import CLASSES, COLOURS, DETAIL_COLOURS, DETAILS, SCENES
 
 NEGATIVE_KINDS: tuple[str, ...] = ("wrong_outline", "ellipse", "blob", "band", "pieces", "no_detail", "body_colour",
-                                   "detail_colour", "other_detail")
+                                   "detail_colour", "other_detail", "punched")
 
-#: Kinds whose shape is no class at all: such a negative is no look of its own.
-SHAPE_KINDS: frozenset[str] = frozenset({"ellipse", "blob", "band", "pieces"})
+#: Kinds whose shape is no class's silhouette (none at all, or one with holes): no look of its own.
+SHAPE_KINDS: frozenset[str] = frozenset({"ellipse", "blob", "band", "pieces", "punched"})
+
+#: Mean RGB distance between the scene behind a punched-out detail and the detail colour below
+#: which the scene would pass for the detail (measured: white on plain ~64, on snow ground ~15).
+PUNCH_CONTRAST = 80.0
 
 #: Percent of all looks (class x colour x detail x detail colour) the oracle never trains on.
 HELD_OUT_PERCENT = 15
@@ -116,6 +124,27 @@ def _pieces(cls: str, pose: Pose, side: int, rng: np.random.Generator) -> Image.
     return Image.fromarray(out)
 
 
+def _punched(look: Look, pose: Pose, scene: str, canvas: Image.Image, rng: np.random.Generator
+             ) -> tuple[Image.Image, Image.Image]:
+    """The silhouette with the detail cut out, and the canvas to paste it on: ``canvas`` unless its
+    pixels behind the holes are within :data:`PUNCH_CONTRAST` of the detail colour, then a canvas of
+    the next scene (in :data:`SCENES` order) that contrasts."""
+    side = canvas.size[0]
+    holes = detail_mask(look, pose, side)
+    mask = np.asarray(shape_mask(look.cls, pose, side)).copy()
+    inside = holes & (mask > 127)
+    mask[holes] = 0
+    colour = np.asarray(DETAIL_COLOURS[look.detail_colour], np.float32)
+    start = SCENES.index(scene)
+    for k in range(len(SCENES)):
+        if k:
+            canvas = scene_image(SCENES[(start + k) % len(SCENES)], side, rng)
+        behind = np.asarray(canvas, np.float32)[inside]
+        if not len(behind) or np.linalg.norm(behind - colour, axis=1).mean() >= PUNCH_CONTRAST:
+            break
+    return canvas, Image.fromarray(mask)
+
+
 def negative_look(look: Look, kind: str, rng: np.random.Generator) -> Look:
     """The look a negative of ``kind`` is painted with (``look`` itself for the shape kinds)."""
     if kind == "wrong_outline":
@@ -158,6 +187,8 @@ def render_negative_with_look(look: Look, kind: str, scene: str = "plain", seed:
         mask = _band(pose, side, rng)
     elif kind == "pieces":
         mask = _pieces(look.cls, pose, side, rng)
+    elif kind == "punched":
+        canvas, mask = _punched(look, pose, scene, canvas, rng)
     else:
         mask = shape_mask(painted.cls, pose, side)
     canvas.paste(colour_layer(painted, pose, side), mask=mask)

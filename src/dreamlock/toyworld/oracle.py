@@ -8,7 +8,8 @@ judge blurry, blotchy generations from a small diffusion model.
 
 Its identity embedding must need outline, body colour and detail together: each batch also holds
 hard negatives (:mod:`dreamlock.toyworld.negatives`: the subject's colours and pattern through a
-wrong or broken outline, bands, blobs, pieces, the outline without the detail, other colours),
+wrong or broken outline, bands, blobs, pieces, the outline without the detail or with the scene
+showing through where the detail belongs, other colours),
 pushed away by the contrastive loss and below a margin by :func:`negative_hinge`. Subject looks in
 ``negatives.held_out`` (about 15%, and the built-in subjects) never appear in training, so the
 verdict can be checked on looks the oracle has not seen. The verdict threshold
@@ -17,10 +18,14 @@ on held-out ones (``verification`` in ``oracle.json``; ``benchmarks/lab.py``).
 
 The shipped weights live in ``assets/oracle.safetensors`` (+ ``oracle.json``, which records the
 command). They are the first oracle (2000 steps from scratch, no negatives; commit 8a4c9dc)
-fine-tuned with hard negatives::
+fine-tuned with hard negatives in three runs of 1000 steps, each from the one before: with nine
+kinds (commit 9c55da4); with all ten, adding ``punched``; then with ``punched`` drawn 4x as often
+(``oracle.json`` records all three)::
 
+    python -m dreamlock.toyworld.oracle --out STEP --steps 1000 --lr 1e-3 \
+        --neg-views 2 --neg-margin 0.2 --init PREVIOUS_ORACLE_DIR
     python -m dreamlock.toyworld.oracle --out src/dreamlock/toyworld/assets --steps 1000 --lr 1e-3 \
-        --neg-views 2 --neg-margin 0.2 --init OLD_ORACLE_DIR
+        --neg-views 3 --neg-margin 0.2 --kind-weight punched=4 --init STEP
 
 (``--max-minutes`` cuts a run into resumable chunks: repeat the command until it writes the
 weights; the result is the same as one uninterrupted run.)
@@ -37,6 +42,7 @@ import argparse
 import json
 import math
 import time
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -222,12 +228,23 @@ def _random_look(rng: np.random.Generator, plain_fraction: float) -> Look:
             return look
 
 
-def _render_looks(args: tuple[int, int, int, int, float, int]) -> list[tuple]:
+def kind_probabilities(kind_weights: dict[str, float] | None) -> np.ndarray:
+    """The chance of each of :data:`NEGATIVE_KINDS` being drawn (weight 1 unless ``kind_weights`` says)."""
+    weights = kind_weights or {}
+    unknown = set(weights) - set(NEGATIVE_KINDS)
+    if unknown:
+        raise UserError(f"unknown negative kind(s) {', '.join(sorted(unknown))}; choose from {', '.join(NEGATIVE_KINDS)}")
+    w = np.array([float(weights.get(k, 1.0)) for k in NEGATIVE_KINDS])
+    return w / w.sum()
+
+
+def _render_looks(args: tuple) -> list[tuple]:
     """Render looks ``start..stop`` (each from its own ``(seed, i)`` generator): a worker's share.
 
     Per look: ``views`` positives ``(image, labels, look key)`` and, for subject looks,
     ``neg_views`` hard negatives ``(image, None, negative key)``."""
-    seed, start, stop, views, plain_fraction, neg_views = args
+    seed, start, stop, views, plain_fraction, neg_views, kind_weights = args
+    probs = kind_probabilities(kind_weights)
     out = []
     for i in range(start, stop):
         rng = np.random.default_rng([seed, i])
@@ -239,7 +256,8 @@ def _render_looks(args: tuple[int, int, int, int, float, int]) -> list[tuple]:
                       "detail_colour": look.detail_colour or "none"}
             items.append((np.asarray(render_look(look, scene, rng)), values, look_key(look)))
         for j in range(neg_views if look.detail != "none" else 0):
-            kind = NEGATIVE_KINDS[int(rng.integers(len(NEGATIVE_KINDS)))]
+            kind = NEGATIVE_KINDS[int(rng.integers(len(NEGATIVE_KINDS)))] if kind_weights is None else \
+                NEGATIVE_KINDS[int(rng.choice(len(NEGATIVE_KINDS), p=probs))]
             scene = SCENES[int(rng.integers(len(SCENES)))]
             image, painted = render_negative_with_look(look, kind, scene, rng)
             key = look_key(painted) if painted is not None else ("negative", kind, i, j)
@@ -248,16 +266,18 @@ def _render_looks(args: tuple[int, int, int, int, float, int]) -> list[tuple]:
     return out
 
 
-def build_pool(n_looks: int, views: int, seed: int, plain_fraction: float = 0.3, workers: int = 1, neg_views: int = 2) -> Pool:
+def build_pool(n_looks: int, views: int, seed: int, plain_fraction: float = 0.3, workers: int = 1, neg_views: int = 2,
+               kind_weights: dict[str, float] | None = None) -> Pool:
     """Render ``views`` poses (each on a random scene) of ``n_looks`` random looks, plus
-    ``neg_views`` hard negatives of each subject look.
+    ``neg_views`` hard negatives of each subject look, of kinds drawn uniformly or by ``kind_weights``.
 
     Look ``i`` depends only on ``(seed, i)``, so the pool is the same for any number of workers.
     A negative that is itself a valid look (another outline, no detail, other colours) shares that
     look's identity id; a broken shape (ellipse, blob, band, pieces) gets an id of its own.
     """
     chunk = 250
-    jobs = [(seed, a, min(a + chunk, n_looks), views, plain_fraction, neg_views) for a in range(0, n_looks, chunk)]
+    jobs = [(seed, a, min(a + chunk, n_looks), views, plain_fraction, neg_views, kind_weights)
+            for a in range(0, n_looks, chunk)]
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -400,15 +420,18 @@ def negative_hinge(neg: torch.Tensor, pos: torch.Tensor, owner: torch.Tensor, ma
     return excess.mean() if excess.numel() else sim.sum() * 0.0
 
 
-def _cached_pool(work: Path, n_looks: int, views: int, seed: int, workers: int, neg_views: int) -> Pool:
-    """The training pool, rendered once and kept in ``work`` (reused by resumed chunks)."""
-    path = work / f"pool-s{seed}-n{n_looks}-v{views}-neg{neg_views}.npz"
+def _cached_pool(work: Path, n_looks: int, views: int, seed: int, workers: int, neg_views: int,
+                 kind_weights: dict[str, float] | None = None) -> Pool:
+    """The training pool, rendered once and kept in ``work`` (reused by resumed chunks); its name
+    holds the negative kinds' digest, so adding a kind never reuses a pool rendered without it."""
+    kinds = zlib.crc32(("|".join(NEGATIVE_KINDS) + repr(sorted((kind_weights or {}).items()))).encode())
+    path = work / f"pool-s{seed}-n{n_looks}-v{views}-neg{neg_views}-k{kinds:08x}.npz"
     fields = ("images", "look_ids", "neg_images", "neg_owner", "neg_ids")
     if path.is_file():
         data = np.load(path)
         return Pool(data["images"], {k: data[f"label_{k}"] for k in HEADS}, data["look_ids"], views,
                     data["neg_images"], data["neg_owner"], data["neg_ids"])
-    pool = build_pool(n_looks, views, seed, workers=workers, neg_views=neg_views)
+    pool = build_pool(n_looks, views, seed, workers=workers, neg_views=neg_views, kind_weights=kind_weights)
     work.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **{f: getattr(pool, f) for f in fields}, **{f"label_{k}": v for k, v in pool.labels.items()})
@@ -440,6 +463,7 @@ def train_oracle(
     neg_views: int = 2,
     init: str | Path | None = None,
     neg_margin: float = 0.2,
+    kind_weights: dict[str, float] | None = None,
 ) -> dict | None:
     """Train the oracle and write ``oracle.safetensors`` + ``oracle.json`` to ``out``.
 
@@ -447,7 +471,7 @@ def train_oracle(
     ``looks_per_batch`` looks and one hard negative (:mod:`dreamlock.toyworld.negatives`) of each
     subject look among them, pushed apart by the supervised-contrastive loss and, below
     ``neg_margin`` cosine from their look's views, by :func:`negative_hinge`; held-out looks never
-    appear. Returns the config written, which
+    appear; ``kind_weights`` (e.g. ``{"punched": 4}``) draws some kinds more often. Returns the config written, which
     records the held-out figures and the time taken. ``device="cuda"`` trains on a GPU;
     ``workers`` > 1 renders the training pool in parallel. With ``max_minutes`` the run stops
     after that long, leaving a checkpoint in ``work`` (default :func:`default_work_dir`), and
@@ -457,9 +481,10 @@ def train_oracle(
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     work = Path(work) if work is not None else default_work_dir(seed)
-    ckpt_path = work / f"checkpoint-n{n_looks}-b{looks_per_batch}-steps{steps}-neg{neg_views}.pt"
+    weights_tag = "".join(f"-{k}{v:g}" for k, v in sorted((kind_weights or {}).items()))
+    ckpt_path = work / f"checkpoint-n{n_looks}-b{looks_per_batch}-steps{steps}-neg{neg_views}{weights_tag}.pt"
     t0, c0 = time.time(), time.process_time()
-    pool = _cached_pool(work, n_looks, views, seed, workers, neg_views)
+    pool = _cached_pool(work, n_looks, views, seed, workers, neg_views, kind_weights)
     print(f"pool: {len(pool.images)} views of {n_looks} looks, {len(pool.neg_images)} hard negatives "
           f"({time.time() - t0:.0f}s)", flush=True)
     net = OracleNet(HEADS)
@@ -518,7 +543,7 @@ def train_oracle(
         return None
     return _finish(net, out, state, ckpt_path, dict(steps=steps, seed=seed, looks_per_batch=looks_per_batch,
                                                      n_looks=n_looks, views=views, lr=lr, threads=threads, device=device,
-                                                     neg_views=neg_views, neg_margin=neg_margin,
+                                                     neg_views=neg_views, neg_margin=neg_margin, kind_weights=kind_weights,
                                                      init=str(init) if init else None))
 
 
@@ -534,7 +559,8 @@ def _finish(net: OracleNet, out: str | Path, state: dict, ckpt_path: Path, args:
                      "command": f"python -m dreamlock.toyworld.oracle --out OUT --steps {args['steps']} --seed {args['seed']} "
                                 f"--looks-per-batch {args['looks_per_batch']} --n-looks {args['n_looks']} --lr {args['lr']} "
                                 f"--neg-views {args['neg_views']} --neg-margin {args['neg_margin']} --device {device}"
-                                + (f" --init {args['init']}" if args.get("init") else "")},
+                                + (f" --init {args['init']}" if args.get("init") else "")
+                                + "".join(f" --kind-weight {k}={v:g}" for k, v in sorted((args.get("kind_weights") or {}).items()))},
     }
     oracle = Oracle(net, config)
     config["held_out"] = evaluate_oracle(oracle, seed=args["seed"] + 10_000)
@@ -693,10 +719,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--init", default=None, help="start from this oracle folder instead of random weights")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--neg-margin", type=float, default=0.2, help="cosine below which hard negatives are pushed")
+    parser.add_argument("--kind-weight", action="append", default=[], metavar="KIND=W",
+                        help="draw this negative kind W times as often as the others (repeatable)")
     args = parser.parse_args(argv)
+    try:
+        kind_weights = {k: float(v) for k, v in (item.split("=", 1) for item in args.kind_weight)} or None
+    except ValueError:
+        parser.error("--kind-weight takes KIND=WEIGHT, e.g. --kind-weight punched=4")
     config = train_oracle(args.out, args.steps, args.seed, args.looks_per_batch, args.n_looks, lr=args.lr,
                           threads=args.threads, device=args.device, workers=args.workers, max_minutes=args.max_minutes,
-                          work=args.work, neg_views=args.neg_views, init=args.init, neg_margin=args.neg_margin)
+                          work=args.work, neg_views=args.neg_views, init=args.init, neg_margin=args.neg_margin,
+                          kind_weights=kind_weights)
     if config is None:
         return
     print(json.dumps({k: config[k] for k in ("held_out", "subject_threshold", "verification", "training")}, indent=2))

@@ -140,7 +140,7 @@ def _local_coords(pose: Pose, side: int) -> tuple[np.ndarray, np.ndarray]:
     return u, v
 
 
-def _detail_mask(look: Look, pose: Pose, side: int) -> np.ndarray:
+def detail_mask(look: Look, pose: Pose, side: int) -> np.ndarray:
     """Boolean [side, side]: where the detail colour replaces the body colour."""
     u, v = _local_coords(pose, side)
     if look.detail == "stripes":
@@ -165,7 +165,7 @@ def colour_layer(look: Look, pose: Pose, side: int) -> Image.Image:
         return Image.new("RGB", (side, side), body)
     layer = np.empty((side, side, 3), dtype=np.uint8)
     layer[:] = body
-    layer[_detail_mask(look, pose, side)] = DETAIL_COLOURS[look.detail_colour]
+    layer[detail_mask(look, pose, side)] = DETAIL_COLOURS[look.detail_colour]
     return Image.fromarray(layer)
 
 
