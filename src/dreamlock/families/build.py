@@ -74,7 +74,8 @@ def _unet(arch: SDArch, xl: bool = False) -> UNet2DConditionModel:
     )
 
 
-def _vae(arch: SDArch) -> AutoencoderKL:
+def build_vae(arch: SDArch) -> AutoencoderKL:
+    """A random-init SD-style VAE of ``arch``'s sizes (as in the pipelines built here)."""
     n = len(arch.vae_channels)
     return AutoencoderKL(
         in_channels=3,
@@ -129,7 +130,7 @@ def build_sd_pipeline(arch: SDArch, words: Iterable[str], tokenizer_dir: Path, s
     torch.manual_seed(seed)
     tokenizer = CLIPTokenizer.from_pretrained(build_clip_tokenizer(words, tokenizer_dir, arch.max_length))
     return StableDiffusionPipeline(
-        vae=_vae(arch),
+        vae=build_vae(arch),
         text_encoder=_text_encoder(arch, tokenizer),
         tokenizer=tokenizer,
         unet=_unet(arch),
@@ -149,7 +150,7 @@ def build_sdxl_pipeline(arch: SDArch, words: Iterable[str], tokenizer_dir: Path,
     tokenizer = CLIPTokenizer.from_pretrained(build_clip_tokenizer(words, tokenizer_dir, arch.max_length))
     tokenizer_2 = CLIPTokenizer.from_pretrained(build_clip_tokenizer(words, tokenizer_dir, arch.max_length))
     return StableDiffusionXLPipeline(
-        vae=_vae(arch),
+        vae=build_vae(arch),
         text_encoder=_text_encoder(arch, tokenizer),
         text_encoder_2=_text_encoder(arch, tokenizer_2, projection=True),
         tokenizer=tokenizer,
