@@ -80,14 +80,17 @@ def write_pretraining_data(folder: Path, n: int, seed: int, colourless: float = 
     return folder
 
 
-def train_vae(vae, steps: int, batch_size: int, lr: float, seed: int, device: str, kl_weight: float = 1e-6) -> dict:
+def train_vae(vae, steps: int, batch_size: int, lr: float, seed: int, device: str, kl_weight: float = 1e-6,
+              pixels: torch.Tensor | None = None) -> dict:
     """Train the VAE from scratch as a general codec (plain objects, subject looks, random textures:
-    :mod:`dreamlock.toyworld.vae`); set ``scaling_factor`` to 1/std of the latents. Returns stats.
+    :mod:`dreamlock.toyworld.vae`), or on ``pixels`` ([N, 3, H, W] in [-1, 1]) when given; set
+    ``scaling_factor`` to 1/std of the latents. Returns stats.
     (The first shipped VAE saw plain objects only; its successor was refined with
     ``python -m dreamlock.toyworld.vae``, keeping the denoiser's latent space.)"""
     from dreamlock.toyworld.vae import codec_pixels, reconstruction_loss
 
-    pixels, _ = codec_pixels(max(4096, batch_size * 64), seed + 777)
+    if pixels is None:
+        pixels, _ = codec_pixels(max(4096, batch_size * 64), seed + 777)
     vae.to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
