@@ -37,7 +37,7 @@ from dreamlock.toyworld.base import TOY_ARCH, train_vae
 from dreamlock.toyworld.oracle import load_oracle
 from dreamlock.toyworld.render import render_look
 from dreamlock.toyworld.subjects import builtin_subject
-from dreamlock.toyworld.vae import codec_table, round_trip_pixels
+from dreamlock.toyworld.vae import codec_table, images_to_pixels, round_trip_images
 from dreamlock.toyworld.vocab import SCENES
 
 HERE = Path(__file__).parent
@@ -48,17 +48,12 @@ ROWS = ("dots", "checker", "detail colour black", "detail colour white", "plain"
 
 def subject_round_trip(vae, oracle, name: str, seed: int = 0) -> dict:
     """PSNR and oracle similarity of one subject's renders (one per scene) after the round trip."""
-    from PIL import Image
-
     look = builtin_subject(name).look()
     refs = [render_look(look, "plain", seed + i) for i in range(5)]
-    views = [render_look(look, scene, seed + 10 + i) for i, scene in enumerate(SCENES)]
-    x = torch.from_numpy(np.stack([np.asarray(v) for v in views])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    y = round_trip_pixels(vae, x)
-    decoded = [Image.fromarray(((t + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()) for t in y]
+    psnr, decoded = round_trip_images(vae, [render_look(look, scene, seed + 10 + i) for i, scene in enumerate(SCENES)])
     centre = F.normalize(oracle.embed(refs).mean(0), dim=0)
     sims = (oracle.embed(decoded) @ centre).tolist()
-    return {"psnr_db": round(float((10 * torch.log10(4.0 / (y - x).pow(2).mean(dim=(1, 2, 3)))).mean()), 2),
+    return {"psnr_db": round(float(psnr.mean()), 2),
             "mean_similarity": round(float(np.mean(sims)), 3),
             "accepted": round(float(np.mean([s > oracle.subject_threshold for s in sims])), 2)}
 
@@ -67,8 +62,8 @@ def black_subject_pixels(n: int, seed: int) -> torch.Tensor:
     """``n`` renders of the black-detail subjects in random scenes and poses, [-1, 1]."""
     rng = np.random.default_rng(seed)
     looks = [builtin_subject(name).look() for name in BLACK_SUBJECTS]
-    images = [render_look(looks[i % len(looks)], SCENES[int(rng.integers(len(SCENES)))], rng) for i in range(n)]
-    return torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return images_to_pixels([render_look(looks[i % len(looks)], SCENES[int(rng.integers(len(SCENES)))], rng)
+                             for i in range(n)])
 
 
 def measure(channels: list[int], steps: int, batch: int, seed: int, device: str = "cpu", overfit: int = 0) -> dict:
@@ -79,11 +74,15 @@ def measure(channels: list[int], steps: int, batch: int, seed: int, device: str 
     pixels = black_subject_pixels(overfit, seed + 5) if overfit else None
     stats = train_vae(vae, steps, batch, 1e-3, seed, device, pixels=pixels)
     train_s = time.time() - t
-    vae.cpu().eval()
+    return {"channels": channels, "train_s": round(train_s, 1), "train_psnr_db": round(stats["psnr_db"], 2),
+            **round_trips(vae.cpu().eval(), overfit)}
+
+
+def round_trips(vae, overfit: int) -> dict:
+    """Parameter count, the codec table's ROWS (not with ``--overfit``) and the black subjects' round trips."""
     oracle = load_oracle()
     table = {} if overfit else codec_table(vae, seed=4321, n_subjects=40, oracle=oracle)["per_detail"]
-    return {"channels": channels, "params": sum(p.numel() for p in vae.parameters()), "train_s": round(train_s, 1),
-            "train_psnr_db": round(stats["psnr_db"], 2), "rows": {k: table[k] for k in ROWS if k in table},
+    return {"params": sum(p.numel() for p in vae.parameters()), "rows": {k: table[k] for k in ROWS if k in table},
             "subjects": {name: subject_round_trip(vae, oracle, name) for name in BLACK_SUBJECTS}}
 
 
@@ -102,11 +101,7 @@ def shipped_row(overfit: int) -> dict:
     from dreamlock.toyworld.base import ASSET_DIR
 
     vae = AutoencoderKL.from_pretrained(ASSET_DIR / "vae").float().eval()
-    oracle = load_oracle()
-    table = {} if overfit else codec_table(vae, seed=4321, n_subjects=40, oracle=oracle)["per_detail"]
-    return {"channels": "shipped", "params": sum(p.numel() for p in vae.parameters()), "train_s": 0.0,
-            "rows": {k: table[k] for k in ROWS if k in table},
-            "subjects": {name: subject_round_trip(vae, oracle, name) for name in BLACK_SUBJECTS}}
+    return {"channels": "shipped", "train_s": 0.0, **round_trips(vae, overfit)}
 
 
 def main() -> None:

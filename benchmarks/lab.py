@@ -26,6 +26,7 @@ import torch
 from diffusers import AutoencoderKL
 from PIL import Image
 
+from dreamlock.evaluation import metrics as M
 from dreamlock.toyworld.base import ASSET_DIR
 from dreamlock.toyworld.negatives import NEGATIVE_KINDS, render_negative
 from dreamlock.toyworld.oracle import load_oracle, summarise_verification, verification_table
@@ -52,14 +53,14 @@ def subject_verdicts(oracle, renders: int, seed: int) -> dict:
     out = {}
     for name in BENCHMARK_SUBJECTS:
         look = builtin_subject(name).look()
-        centroid = oracle.embed([render_look(look, "plain", seed + i) for i in range(5)]).mean(0)
-        accept = lambda images: (oracle.embed(images) @ (centroid / centroid.norm()) >= oracle.subject_threshold).float()
+        refs = oracle.embed([render_look(look, "plain", seed + i) for i in range(5)])
+        accepted = lambda images: M.fraction(M.is_subject(oracle.embed(images), refs, oracle.subject_threshold))
         row = {"accepted": {}, "rejected": {}}
         for scene in SCENES:
-            row["accepted"][scene] = accept([render_look(look, scene, seed + 100 + i) for i in range(renders)]).mean().item()
+            row["accepted"][scene] = accepted([render_look(look, scene, seed + 100 + i) for i in range(renders)])
         for kind in NEGATIVE_KINDS:
             images = [render_negative(look, kind, SCENES[i % len(SCENES)], seed + 200 + i) for i in range(renders)]
-            row["rejected"][kind] = 1 - accept(images).mean().item()
+            row["rejected"][kind] = 1 - accepted(images)
         out[name] = row
     return out
 

@@ -334,8 +334,8 @@ def rescore(work: Path) -> None:
     """Evaluate again every (subject, config) of locking.json from its run in ``work``, e.g. after
     the judge changed; training times are kept from the rows being replaced."""
     old = json.loads((HERE / "locking.json").read_text())["rows"]
-    missing = [run_dir(work, r["subject"], r["config"]) for r in old
-               if r["config"] != "base model" and not (run_dir(work, r["subject"], r["config"]) / "run.json").exists()]
+    runs = [run_dir(work, r["subject"], r["config"]) for r in old if r["config"] != "base model"]
+    missing = [run for run in runs if not (run / "run.json").exists()]
     if missing:
         raise SystemExit(f"--rescore trains nothing, and {len(missing)} runs are not in {work} (first: {missing[0]}); "
                          "pass the --work that trained them, or run without --rescore")

@@ -256,6 +256,7 @@ def _render_looks(args: tuple) -> list[tuple]:
                       "detail_colour": look.detail_colour or "none"}
             items.append((np.asarray(render_look(look, scene, rng)), values, look_key(look)))
         for j in range(neg_views if look.detail != "none" else 0):
+            # unweighted: the draw earlier pools were rendered with, so they stay reproducible
             kind = NEGATIVE_KINDS[int(rng.integers(len(NEGATIVE_KINDS)))] if kind_weights is None else \
                 NEGATIVE_KINDS[int(rng.choice(len(NEGATIVE_KINDS), p=probs))]
             scene = SCENES[int(rng.integers(len(SCENES)))]
@@ -726,6 +727,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         kind_weights = {k: float(v) for k, v in (item.split("=", 1) for item in args.kind_weight)} or None
     except ValueError:
         parser.error("--kind-weight takes KIND=WEIGHT, e.g. --kind-weight punched=4")
+    try:
+        kind_probabilities(kind_weights)  # name an unknown kind now, in one line, not after rendering starts
+    except UserError as e:
+        parser.error(f"--kind-weight: {e}")
     config = train_oracle(args.out, args.steps, args.seed, args.looks_per_batch, args.n_looks, lr=args.lr,
                           threads=args.threads, device=args.device, workers=args.workers, max_minutes=args.max_minutes,
                           work=args.work, neg_views=args.neg_views, init=args.init, neg_margin=args.neg_margin,

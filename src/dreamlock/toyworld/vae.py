@@ -96,8 +96,17 @@ def codec_pixels(n: int, seed: int, size: int = 64, plain_only: bool = False) ->
         image, kind = (_random_plain(rng, size), "plain") if plain_only else codec_sample(rng, size)
         arrays.append(image)
         kinds.append(kind)
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return x, kinds
+    return images_to_pixels(arrays), kinds
+
+
+def images_to_pixels(images) -> torch.Tensor:
+    """RGB images (PIL images or uint8 [H, W, 3] arrays) as one [N, 3, H, W] tensor in [-1, 1]."""
+    return torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def psnr_db(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) of ``y`` against ``x``, both [N, 3, H, W] in [-1, 1]."""
+    return 10 * torch.log10(4.0 / (y - x).pow(2).mean(dim=(1, 2, 3)))
 
 
 def _edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,14 +179,22 @@ def round_trip_pixels(vae, x: torch.Tensor, batch: int = 128) -> torch.Tensor:
     return torch.cat(outs)
 
 
+def round_trip_images(vae, images) -> tuple[torch.Tensor, list]:
+    """``images`` encoded and decoded by ``vae``: per-image PSNR (dB) and the decoded PIL images."""
+    from PIL import Image
+
+    x = images_to_pixels(images)
+    y = round_trip_pixels(vae, x)
+    decoded = [Image.fromarray(((t + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()) for t in y]
+    return psnr_db(y, x), decoded
+
+
 def codec_table(vae, seed: int = 4321, n_subjects: int = 60, oracle=None) -> dict:
     """How well ``vae`` round-trips subjects: per detail kind, per detail colour (rows ``detail
     colour X``) and for plain objects, the mean
     PSNR, and the share of round-tripped subject renders (one per scene) that the oracle still
     accepts as the subject (cosine to the centroid of 5 *original* plain references above the
     oracle's ``subject_threshold``), beside the same share for the originals."""
-    from PIL import Image
-
     from dreamlock.toyworld.oracle import load_oracle
 
     oracle = oracle or load_oracle()
@@ -187,10 +204,7 @@ def codec_table(vae, seed: int = 4321, n_subjects: int = 60, oracle=None) -> dic
         look = make_subject(rng).look()
         refs = [render_look(look, "plain", rng) for _ in range(5)]
         views = [render_look(look, scene, rng) for scene in SCENES]
-        x = torch.from_numpy(np.stack([np.asarray(v) for v in views])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        y = round_trip_pixels(vae, x)
-        psnr = 10 * torch.log10(4.0 / (y - x).pow(2).mean(dim=(1, 2, 3)))
-        decoded = [Image.fromarray(((t + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()) for t in y]
+        psnr, decoded = round_trip_images(vae, views)
         centre = F.normalize(oracle.embed(refs).mean(0), dim=0)
         sims_rt = (oracle.embed(decoded) @ centre).tolist()
         sims_orig = (oracle.embed(views) @ centre).tolist()
@@ -200,7 +214,7 @@ def codec_table(vae, seed: int = 4321, n_subjects: int = 60, oracle=None) -> dic
             entry["sim"] += sims_rt
             entry["sim_orig"] += sims_orig
     plain, _ = codec_pixels(200, seed + 1, plain_only=True)
-    plain_psnr = 10 * torch.log10(4.0 / (round_trip_pixels(vae, plain) - plain).pow(2).mean(dim=(1, 2, 3)))
+    plain_psnr = psnr_db(round_trip_pixels(vae, plain), plain)
     tau = oracle.subject_threshold
     table = {k: {"psnr_db": round(float(np.mean(v["psnr"])), 2), "n": len(v["psnr"]),
                  "mean_similarity": round(float(np.mean(v["sim"])), 4),
