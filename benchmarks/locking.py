@@ -11,6 +11,7 @@ writes benchmarks/locking.json and the LOCKING section of benchmarks/RESULTS.md.
     python benchmarks/locking.py --keep --configs "lora + prior 0.3, 1200 steps"  # add rows to locking.json
     python benchmarks/locking.py --look --work runs/locking  # one sheet per subject to look at
     python benchmarks/locking.py --rescore --work runs/locking  # re-evaluate locking.json's rows (new judge)
+    python benchmarks/locking.py --subjects fresh:8 --table benchmarks/locking_other.json  # a side table
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dreamlock.toyworld.vocab import parse_text
 from dreamlock.training.api import train
 
 HERE = Path(__file__).parent
+TABLE = HERE / "locking.json"
 CONFIGS = {  # name -> (method, prior preservation, overrides of the demo recipe)
     "full + prior": ("full", True, {}),
     "full, no prior": ("full", False, {}),
@@ -65,13 +67,23 @@ def cpu_name() -> str:
         return platform.processor() or "unknown"
 
 
-def oracle_digest() -> str:
-    """The first 12 hex digits of the shipped oracle's weights: which judge scored a table."""
+def digest(path: Path) -> str:
+    """The first 12 hex digits of a file's sha256: which shipped weights produced a table."""
     import hashlib
 
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def oracle_digest() -> str:
+    """Which judge scored a table (the shipped oracle's weights)."""
     from dreamlock.toyworld.oracle import ASSETS, WEIGHTS_NAME
 
-    return hashlib.sha256((ASSETS / WEIGHTS_NAME).read_bytes()).hexdigest()[:12]
+    return digest(ASSETS / WEIGHTS_NAME)
+
+
+def vae_digest() -> str:
+    """Which codec drew a table's generations (the shipped toy VAE's weights)."""
+    return digest(shipped_base() / "vae" / "diffusion_pytorch_model.safetensors")
 
 
 def ensure_refs(work: Path, subject: str) -> Path:
@@ -290,7 +302,7 @@ def write_results(text: str) -> None:
 
 def rerender() -> None:
     """Rewrite the RESULTS.md table from benchmarks/locking.json (after an interrupted run)."""
-    data = json.loads((HERE / "locking.json").read_text())
+    data = json.loads(TABLE.read_text())
     write_results(render(data["header"], data["rows"]))
 
 
@@ -304,19 +316,22 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep locking.json's rows; run only the (subject, config) pairs it lacks")
     p.add_argument("--look", action="store_true", help="only write benchmarks/locking_look_<subject>.png from --work")
     p.add_argument("--rerender", action="store_true", help="only rewrite RESULTS.md's table from locking.json")
+    p.add_argument("--table", type=Path, default=TABLE,
+                   help="the JSON to write (and --keep/--rescore to read); RESULTS.md is rewritten only for the default")
     p.add_argument("--rescore", action="store_true",
                    help="re-evaluate every row of locking.json from the runs in --work (trains nothing; keeps train_s)")
     args = p.parse_args()
     if args.rerender:
         return rerender()
     if args.rescore:
-        return rescore(args.work)
+        return rescore(args.work, args.table)
     if args.look:
         for subject in args.subjects:
-            look(args.work, subject, HERE / f"locking_look_{subject.replace(':', '')}.png")
+            stem = "locking" if args.table.resolve() == TABLE.resolve() else args.table.stem
+            look(args.work, subject, args.table.with_name(f"{stem}_look_{subject.replace(':', '')}.png"))
         return
     torch.manual_seed(0)
-    rows = json.loads((HERE / "locking.json").read_text())["rows"] if args.keep else []
+    rows = json.loads(args.table.read_text())["rows"] if args.keep else []
     have = {(r["subject"], r["config"]) for r in rows}
     started = time.time()
     for subject in args.subjects:
@@ -326,14 +341,15 @@ def main() -> None:
                 run_one(args.work, subject, name, args.seeds, args.steps)
             rows.append(row)
             print(json.dumps(row), flush=True)
-            save(rows, started)  # partial tables survive an interrupted run
+            save(rows, started, args.table)  # partial tables survive an interrupted run
     print(render("", rows))
 
 
-def rescore(work: Path) -> None:
+def rescore(work: Path, path: Path = None) -> None:
     """Evaluate again every (subject, config) of locking.json from its run in ``work``, e.g. after
     the judge changed; training times are kept from the rows being replaced."""
-    old = json.loads((HERE / "locking.json").read_text())["rows"]
+    path = path or TABLE
+    old = json.loads(path.read_text())["rows"]
     runs = [run_dir(work, r["subject"], r["config"]) for r in old if r["config"] != "base model"]
     missing = [run for run in runs if not (run / "run.json").exists()]
     if missing:
@@ -346,19 +362,21 @@ def rescore(work: Path) -> None:
             run_one(work, r["subject"], r["config"], seeds, None)
         rows.append({**row, "train_s": r.get("train_s")})
         print(json.dumps(rows[-1]), flush=True)
-    save(rows, started)  # once, at the end: an interrupted rescore leaves locking.json as it was
+    save(rows, started, path)  # once, at the end: an interrupted rescore leaves the table as it was
     print(render("", rows))
 
 
-def save(rows: list[dict], started: float) -> None:
+def save(rows: list[dict], started: float, path: Path = None) -> None:
+    path = path or TABLE
     done = sorted({r["subject"] for r in rows})
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()} (CPU capability "
               f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads), fp32, subjects: "
               f"{', '.join(done)}, {rows[-1].get('seeds', '?')} seeds per prompt, toy oracle scorer "
-              f"(oracle.safetensors sha256 {oracle_digest()}); this "
+              f"(oracle.safetensors sha256 {oracle_digest()}), toy VAE sha256 {vae_digest()}; this "
               f"invocation {time.time() - started:.0f} s. Mean ± spread over subjects.")
-    (HERE / "locking.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2))
-    write_results(render(header, rows))
+    path.write_text(json.dumps({"header": header, "rows": rows}, indent=2))
+    if path.resolve() == TABLE.resolve():
+        write_results(render(header, rows))
 
 
 if __name__ == "__main__":

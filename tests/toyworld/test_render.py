@@ -6,7 +6,9 @@ import numpy as np
 from PIL import Image
 
 from dreamlock.toyworld import vocab
-from dreamlock.toyworld.render import Look, Pose, shape_mask, render, render_dataset, render_look, write_dataset
+from dreamlock.toyworld.render import (Look, Pose, render, render_dataset, render_look, render_look_and_detail, shape_mask,
+                                       write_dataset)
+from dreamlock.toyworld.vocab import DETAIL_COLOURS
 
 
 def test_same_seed_same_bytes_different_seed_differs():
@@ -92,3 +94,19 @@ def test_write_dataset(tmp_path):
         caption = p.with_suffix(".txt").read_text().strip()
         assert caption.startswith("a photo of ")
         assert Image.open(p).size == (64, 64)
+
+
+def test_detail_share_marks_the_detail_pixels():
+    """The detail map comes with the very image render_look draws; where it is ~1 the pixel has
+    the detail colour, where it is 0 it has not (and a plain object has no detail at all)."""
+    look = Look("star", "red", "stripes", "black", 1.2)
+    image, share = render_look_and_detail(look, "beach", seed=7)
+    assert image.tobytes() == render_look(look, "beach", seed=7).tobytes()
+    assert share.shape == (64, 64) and 0.0 <= share.min() and share.max() <= 1.0
+    pixels = np.asarray(image, dtype=np.float32)
+    black = np.asarray(DETAIL_COLOURS["black"], np.float32)
+    inside, outside = pixels[share > 0.99], pixels[share == 0]
+    assert len(inside) > 30
+    assert np.abs(inside - black).mean() < 25 < np.abs(outside - black).mean()
+    _, none = render_look_and_detail(Look("star", "red"), "beach", seed=7)
+    assert none.max() == 0.0
