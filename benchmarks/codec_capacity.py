@@ -46,11 +46,17 @@ BLACK_SUBJECTS = ("fresh:8", "checker-ring")
 ROWS = ("dots", "checker", "detail colour black", "detail colour white", "plain")
 
 
-def subject_round_trip(vae, oracle, name: str, seed: int = 0) -> dict:
-    """PSNR and oracle similarity of one subject's renders (one per scene) after the round trip."""
+def subject_views(name: str, seed: int = 0) -> tuple[list, list]:
+    """5 plain references and one render per scene of a subject (fixed seeds)."""
     look = builtin_subject(name).look()
     refs = [render_look(look, "plain", seed + i) for i in range(5)]
-    psnr, decoded = round_trip_images(vae, [render_look(look, scene, seed + 10 + i) for i, scene in enumerate(SCENES)])
+    return refs, [render_look(look, scene, seed + 10 + i) for i, scene in enumerate(SCENES)]
+
+
+def subject_round_trip(vae, oracle, name: str, seed: int = 0) -> dict:
+    """PSNR and oracle similarity of one subject's renders (one per scene) after the round trip."""
+    refs, views = subject_views(name, seed)
+    psnr, decoded = round_trip_images(vae, views)
     centre = F.normalize(oracle.embed(refs).mean(0), dim=0)
     sims = (oracle.embed(decoded) @ centre).tolist()
     return {"psnr_db": round(float(psnr.mean()), 2),

@@ -28,31 +28,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from codec_capacity import subject_views  # the same subject renders as the capacity probe
 from diffusers import AutoencoderKL
 from PIL import Image, ImageDraw
 
+from dreamlock.evaluation import metrics as M
 from dreamlock.toyworld.base import ASSET_DIR
 from dreamlock.toyworld.oracle import load_oracle
-from dreamlock.toyworld.render import render_look
-from dreamlock.toyworld.subjects import builtin_subject
 from dreamlock.toyworld.vae import anchor_drift, codec_pixels, psnr_db, round_trip_images, round_trip_pixels
-from dreamlock.toyworld.vocab import SCENES
 
 HERE = Path(__file__).parent
 BENCHMARK_SUBJECTS = ["dotty-heart", "stripy-star", "checker-ring", "fresh:8", "fresh:15", "fresh:22"]
 
 
-def subject_views(name: str, seed: int = 0) -> tuple[list, list]:
-    """5 plain references and one render per scene of the subject (fixed seeds)."""
-    look = builtin_subject(name).look()
-    refs = [render_look(look, "plain", seed + i) for i in range(5)]
-    return refs, [render_look(look, scene, seed + 10 + i) for i, scene in enumerate(SCENES)]
-
-
 def judge(oracle, refs: list, images: list) -> list[bool]:
-    centre = F.normalize(oracle.embed(refs).mean(0), dim=0)
-    return [s > oracle.subject_threshold for s in (oracle.embed(images) @ centre).tolist()]
+    """The oracle's verdict on each image against the references (evaluate's rule)."""
+    return M.is_subject(oracle.embed(images), oracle.embed(refs), oracle.subject_threshold)
 
 
 def plain_figures(vae, first) -> dict:

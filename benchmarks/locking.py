@@ -345,10 +345,9 @@ def main() -> None:
     print(render("", rows))
 
 
-def rescore(work: Path, path: Path = None) -> None:
+def rescore(work: Path, path: Path = TABLE) -> None:
     """Evaluate again every (subject, config) of locking.json from its run in ``work``, e.g. after
     the judge changed; training times are kept from the rows being replaced."""
-    path = path or TABLE
     old = json.loads(path.read_text())["rows"]
     runs = [run_dir(work, r["subject"], r["config"]) for r in old if r["config"] != "base model"]
     missing = [run for run in runs if not (run / "run.json").exists()]
@@ -366,8 +365,7 @@ def rescore(work: Path, path: Path = None) -> None:
     print(render("", rows))
 
 
-def save(rows: list[dict], started: float, path: Path = None) -> None:
-    path = path or TABLE
+def save(rows: list[dict], started: float, path: Path = TABLE) -> None:
     done = sorted({r["subject"] for r in rows})
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()} (CPU capability "
               f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads), fp32, subjects: "

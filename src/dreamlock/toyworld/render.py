@@ -239,22 +239,27 @@ def scene_image(scene: str, side: int, rng: np.random.Generator) -> Image.Image:
 
 def render_look(look: Look, scene: str = "plain", seed: Seed = 0, size: int = 64, pose: Pose | None = None) -> Image.Image:
     """Render ``look`` on ``scene`` as a ``size`` x ``size`` RGB image, deterministic by seed."""
-    return render_look_and_detail(look, scene, seed, size, pose)[0]
+    return _draw(look, scene, seed, size, pose)[0]
 
 
 def render_look_and_detail(look: Look, scene: str = "plain", seed: Seed = 0, size: int = 64,
                            pose: Pose | None = None) -> tuple[Image.Image, np.ndarray]:
     """:func:`render_look` (same image for the same seed) and the share of each output pixel that
     shows the detail colour (float32 [size, size] in [0, 1]; zeros for plain objects)."""
+    image, pose, shape = _draw(look, scene, seed, size, pose)
+    detail = detail_mask(look, pose, size * SUPERSAMPLE) * (np.asarray(shape, dtype=np.float32) / 255.0)
+    return image, detail.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3)).astype(np.float32)
+
+
+def _draw(look: Look, scene: str, seed: Seed, size: int, pose: Pose | None) -> tuple[Image.Image, Pose, Image.Image]:
+    """The rendered image, the pose it was drawn in and the object's supersampled mask."""
     rng = as_rng(seed)
     side = size * SUPERSAMPLE
     canvas = scene_image(scene, side, rng)
     pose = pose or sample_pose(rng, look.scale)
     shape = shape_mask(look.cls, pose, side)
     canvas.paste(colour_layer(look, pose, side), mask=shape)
-    detail = detail_mask(look, pose, side) * (np.asarray(shape, dtype=np.float32) / 255.0)
-    share = detail.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3))
-    return finish(canvas, size, rng), share.astype(np.float32)
+    return finish(canvas, size, rng), pose, shape
 
 
 def finish(canvas: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
