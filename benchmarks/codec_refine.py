@@ -32,9 +32,11 @@ from codec_capacity import subject_views  # the same subject renders as the capa
 from diffusers import AutoencoderKL
 from PIL import Image, ImageDraw
 
+from dreamlock.errors import UserError
 from dreamlock.evaluation import metrics as M
 from dreamlock.toyworld.base import ASSET_DIR
 from dreamlock.toyworld.oracle import load_oracle
+from dreamlock.toyworld.subjects import builtin_subject
 from dreamlock.toyworld.vae import anchor_drift, codec_pixels, psnr_db, round_trip_images, round_trip_pixels
 
 HERE = Path(__file__).parent
@@ -90,6 +92,14 @@ def main() -> None:
     p.add_argument("--subjects", nargs="+", default=BENCHMARK_SUBJECTS)
     p.add_argument("--out", type=Path, default=HERE / "codec_refine.json")
     args = p.parse_args()
+    for folder in [*args.vae, *([args.first] if args.first else [])]:
+        if not (folder / "config.json").is_file():
+            p.error(f"{folder} is not a VAE folder (no config.json); give a diffusers AutoencoderKL folder")
+    for name in args.subjects:
+        try:
+            builtin_subject(name)
+        except UserError as err:
+            p.error(str(err))
     torch.set_num_threads(2)
     t0 = time.time()
     oracle = load_oracle()

@@ -321,6 +321,8 @@ def main() -> None:
     p.add_argument("--rescore", action="store_true",
                    help="re-evaluate every row of locking.json from the runs in --work (trains nothing; keeps train_s)")
     args = p.parse_args()
+    if (args.keep or args.rescore) and not args.table.is_file():
+        p.error(f"--table {args.table} does not exist: --keep and --rescore read it; run without them first")
     if args.rerender:
         return rerender()
     if args.rescore:
