@@ -48,6 +48,18 @@ def judge(oracle, refs: list, images: list) -> list[bool]:
     return M.is_subject(oracle.embed(images), oracle.embed(refs), oracle.subject_threshold)
 
 
+def check_inputs(parser: argparse.ArgumentParser, vaes: list[Path], subjects: list[str]) -> None:
+    """One argparse error line (exit 2) for a folder that is not a VAE or an unknown subject."""
+    for folder in vaes:
+        if not (folder / "config.json").is_file():
+            parser.error(f"{folder} is not a VAE folder (no config.json); give a diffusers AutoencoderKL folder")
+    for name in subjects:
+        try:
+            builtin_subject(name)
+        except UserError as err:
+            parser.error(str(err))
+
+
 def plain_figures(vae, first) -> dict:
     plain, _ = codec_pixels(256, seed=5, plain_only=True)
     return {"anchor_rms": round(anchor_drift(first, vae, plain), 4),
@@ -92,14 +104,7 @@ def main() -> None:
     p.add_argument("--subjects", nargs="+", default=BENCHMARK_SUBJECTS)
     p.add_argument("--out", type=Path, default=HERE / "codec_refine.json")
     args = p.parse_args()
-    for folder in [*args.vae, *([args.first] if args.first else [])]:
-        if not (folder / "config.json").is_file():
-            p.error(f"{folder} is not a VAE folder (no config.json); give a diffusers AutoencoderKL folder")
-    for name in args.subjects:
-        try:
-            builtin_subject(name)
-        except UserError as err:
-            p.error(str(err))
+    check_inputs(p, [*args.vae, *([args.first] if args.first else [])], args.subjects)
     torch.set_num_threads(2)
     t0 = time.time()
     oracle = load_oracle()

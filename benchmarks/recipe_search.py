@@ -43,6 +43,9 @@ VARIANTS = {
     "lora_conv_te_1200_prior0.3_scenes": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
                                                        class_scenes=True)),
     "lora_conv_te_1200_scenes": ("lora", dict(CONV_TE, max_train_steps=1200, class_scenes=True)),
+    # attention only (token-bound), the 1,200-step lighter-prior recipe (2026-12-07, eleventh session)
+    "lora_te_1200_prior0.3": ("lora", dict(lora_target_modules=ATTENTION, train_text_encoder=True, prior_loss_weight=0.3,
+                                          max_train_steps=1200)),
     "full": ("full", dict(max_train_steps=300)),
     "full_lr3e-4": ("full", dict(learning_rate=3e-4, max_train_steps=300)),
     "full_lr2e-4": ("full", dict(learning_rate=2e-4, max_train_steps=300)),
@@ -68,13 +71,14 @@ def judge_new_scenes(run: Path, refs: Path, class_word: str, guidance: float | N
     return {"accepted": verdict["accepted"], "total": verdict["total"], "per_scene": per_scene}
 
 
-def scene_class_images(class_word: str, folder: Path, per_scene: int = 8) -> Path:
-    """``per_scene`` base-model images of the class in every scene, each with its prompt as sidecar."""
+def scene_class_images(class_word: str, folder: Path, per_scene: int = 8, base: Path | None = None) -> Path:
+    """``per_scene`` images of the class in every scene by ``base`` (default: the shipped base), each
+    with its prompt as sidecar."""
     if len(list(folder.glob("*.txt"))) == per_scene * len(SCENES):
         return folder
     for k, scene in enumerate(SCENES):
         prompt = caption_for(class_word, None, scene)
-        for j, path in enumerate(generate(shipped_base(), [prompt], n=per_scene, seed=1000 * k, steps=20,
+        for j, path in enumerate(generate(base or shipped_base(), [prompt], n=per_scene, seed=1000 * k, steps=20,
                                           out=folder / "tmp")):
             image = path.rename(folder / f"class-{scene}-{j:02d}.png")
             image.with_suffix(".txt").write_text(prompt + "\n")
@@ -93,14 +97,15 @@ def run_variant(work: Path, subject: str, name: str, seeds: int, full_evaluation
     cfg.update(validation_prompt=[], with_prior_preservation=method != "ti")
     overrides = dict(overrides)
     if overrides.pop("class_scenes", False):
-        cfg["class_data_dir"] = str(scene_class_images(spec.class_word, work / "class-scenes" / spec.class_word))
+        cfg["class_data_dir"] = str(scene_class_images(spec.class_word, work / "class-scenes" / spec.class_word,
+                                                       base=base))
     cfg.update(overrides)
     if base is not None:
         cfg["base"] = str(base)
     started = time.time()
     if not (run / "run.json").exists():
         train(cfg)
-    row = {"subject": subject, "variant": name, "train_s": round(time.time() - started),
+    row = {"subject": subject, "variant": name, "base": str(base) if base else "shipped", "train_s": round(time.time() - started),
            "guidance": guidance, "new_scenes": judge_new_scenes(run, refs, spec.class_word, guidance)}
     if full_evaluation:
         m = evaluate(run, refs, seeds=seeds, trigger=TRIGGER, class_word=spec.class_word, out=run / "evaluate",

@@ -148,6 +148,22 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, weight: torch
     return (weight * err.pow(2)).mean() + 0.5 * (weight * err.abs()).mean() + 0.5 * edge
 
 
+def warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first 5% of ``steps``, then cosine decay to 0 (Adam's first steps at
+    full lr knock a trained VAE far off)."""
+    warmup = max(1, steps // 20)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+
+
+def take_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor) -> None:
+    """One optimiser and scheduler step on ``loss``."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
 def refine_vae(vae, steps: int, seed: int = 0, batch_size: int = 32, lr: float = 5e-4, anchor_weight: float = 1.0,
                latent_noise: float = 0.05, pool: int = 6000, device: str = "cpu", log=print,
                detail_weight: float = 0.0, focus: float = 0.0) -> dict:
@@ -167,9 +183,7 @@ def refine_vae(vae, steps: int, seed: int = 0, batch_size: int = 32, lr: float =
     with torch.no_grad():
         plain_latents = torch.cat([old.encode(plain[i:i + 256].to(device)).latent_dist.mean for i in range(0, len(plain), 256)])
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 20)  # Adam's first steps at full lr knock a trained VAE far off
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    sched = warmup_cosine(opt, steps)
     gen = torch.Generator().manual_seed(seed)
     n_plain = max(1, batch_size // 4)
     t0 = time.time()
@@ -184,10 +198,7 @@ def refine_vae(vae, steps: int, seed: int = 0, batch_size: int = 32, lr: float =
             anchor = (z[batch_size:] - plain_latents[pidx.to(device)]).pow(2).mean()
             w = torch.cat([weights[idx], torch.ones(n_plain, *weights.shape[1:])]).to(device)
             loss = reconstruction_loss(recon, x, w) + anchor_weight * anchor
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            take_step(opt, sched, loss)
             bar.advance()
             if log and (step % 250 == 0 or step == steps):
                 log(f"vae step {step}/{steps} loss={loss.item():.4f} anchor={anchor.item():.5f} ({time.time() - t0:.0f}s)")
