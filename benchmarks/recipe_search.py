@@ -46,6 +46,8 @@ VARIANTS = {
     # attention only (token-bound), the 1,200-step lighter-prior recipe (2026-12-07, eleventh session)
     "lora_te_1200_prior0.3": ("lora", dict(lora_target_modules=ATTENTION, train_text_encoder=True, prior_loss_weight=0.3,
                                           max_train_steps=1200)),
+    "lora_conv_te_1200_prior0.3_lr5e-4": ("lora", dict(CONV_TE, prior_loss_weight=0.3, learning_rate=5e-4,
+                                                       max_train_steps=1200)),
     "full": ("full", dict(max_train_steps=300)),
     "full_lr3e-4": ("full", dict(learning_rate=3e-4, max_train_steps=300)),
     "full_lr2e-4": ("full", dict(learning_rate=2e-4, max_train_steps=300)),
