@@ -35,18 +35,19 @@ from diffusers import AutoencoderKL
 from PIL import Image
 
 from dreamlock.toyworld.base import ASSET_DIR
-from dreamlock.toyworld.locality import OTHER_SCENES, encode_means, locality_table, pair_pool, pasted_decode, scene_pair
+from dreamlock.toyworld.locality import OTHER_SCENES, locality_table, pair_pool, pasted_decode, scene_pair
 from dreamlock.toyworld.oracle import load_oracle
 from dreamlock.toyworld.render import render_look
 from dreamlock.toyworld.subjects import builtin_subject
-from dreamlock.toyworld.vae import images_to_pixels, round_trip_pixels
+from dreamlock.toyworld.vae import decode_latents, encode_means, images_to_pixels, pixels_to_images
 
 HERE = Path(__file__).parent
 POSES = 4
 
 
-def to_images(pixels: torch.Tensor) -> list[Image.Image]:
-    return [Image.fromarray(((t + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()) for t in pixels]
+def per_scene(verdicts: list[bool]) -> dict[str, float]:
+    """The accepted share per scene of verdicts stacked scene-major (POSES each)."""
+    return {scene: round(float(np.mean(verdicts[k * POSES:(k + 1) * POSES])), 3) for k, scene in enumerate(OTHER_SCENES)}
 
 
 def subject_pairs(name: str) -> tuple[list, dict]:
@@ -61,13 +62,12 @@ def subject_pairs(name: str) -> tuple[list, dict]:
 
 
 def subject_figures(vae, oracle, refs: list, pairs: dict) -> tuple[dict, list[bool], list[Image.Image]]:
-    pasted = to_images(pasted_decode(vae, encode_means(vae, pairs["plain"]), encode_means(vae, pairs["other"]),
-                                     pairs["cover"]))
-    tripped = to_images(round_trip_pixels(vae, pairs["other"]))
+    z_plain, z_other = encode_means(vae, pairs["plain"]), encode_means(vae, pairs["other"])
+    pasted = pixels_to_images(pasted_decode(vae, z_plain, z_other, pairs["cover"]))
+    tripped = pixels_to_images(decode_latents(vae, z_other))
     v_pasted, v_trip = judge(oracle, refs, pasted), judge(oracle, refs, tripped)
-    per_scene = {scene: round(float(np.mean(v_pasted[k * POSES:(k + 1) * POSES])), 3) for k, scene in enumerate(OTHER_SCENES)}
     return ({"pasted_accepted": round(float(np.mean(v_pasted)), 3), "round_trip_accepted": round(float(np.mean(v_trip)), 3),
-             "pasted_per_scene": per_scene}, v_pasted, pasted)
+             "pasted_per_scene": per_scene(v_pasted)}, v_pasted, pasted)
 
 
 def main() -> None:
@@ -90,11 +90,10 @@ def main() -> None:
     for name in args.subjects:
         refs, pairs = subject_pairs(name)
         first = list(range(0, len(OTHER_SCENES) * POSES, POSES))
-        originals = to_images(pairs["other"])
+        originals = pixels_to_images(pairs["other"])
         v_orig = judge(oracle, refs, originals)
         row = [strip([originals[i] for i in first], [v_orig[i] for i in first])]
-        result["subjects"][name] = {"originals": {"accepted": round(float(np.mean(v_orig)), 3), "per_scene": {
-            scene: round(float(np.mean(v_orig[k * POSES:(k + 1) * POSES])), 3) for k, scene in enumerate(OTHER_SCENES)}}}
+        result["subjects"][name] = {"originals": {"accepted": round(float(np.mean(v_orig)), 3), "per_scene": per_scene(v_orig)}}
         for key, vae in vaes.items():
             figures, verdicts, pasted = subject_figures(vae, oracle, refs, pairs)
             result["subjects"][name][key] = figures

@@ -41,7 +41,8 @@ import torch
 from dreamlock.progress import progress
 from dreamlock.toyworld.render import SUPERSAMPLE, Look, random_labels, render_look_and_detail, sample_pose, shape_mask
 from dreamlock.toyworld.subjects import make_subject
-from dreamlock.toyworld.vae import codec_table, images_to_pixels, reconstruction_loss, take_step, warmup_cosine
+from dreamlock.toyworld.vae import (codec_table, decode_latents, encode_means, images_to_pixels, reconstruction_loss,
+                                    take_step, warmup_cosine)
 from dreamlock.toyworld.vocab import SCENES
 
 #: The latent grid is the image side over this (the toy VAE downsamples 64 px to 16).
@@ -90,29 +91,17 @@ def pair_pool(n: int, seed: int, size: int = 64, plain_share: float = 0.4) -> di
             "is_plain": torch.tensor(is_plain), "scene": torch.tensor(scenes)}
 
 
-@torch.no_grad()
-def encode_means(vae, pixels: torch.Tensor, batch: int = 128) -> torch.Tensor:
-    """The encoder's mean latents of ``pixels`` (unscaled), in batches."""
-    param = next(vae.parameters())
-    return torch.cat([vae.encode(pixels[i:i + batch].to(param.device, param.dtype)).latent_dist.mean.float().cpu()
-                      for i in range(0, len(pixels), batch)])
-
-
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared difference over the cells where ``mask`` ([N, 1, h, w]) is 1, all channels."""
     return ((a - b).pow(2) * mask).sum() / (mask.sum() * a.shape[1]).clamp(min=1.0)
 
 
-@torch.no_grad()
 def pasted_decode(vae, z_plain: torch.Tensor, z_other: torch.Tensor, cover: torch.Tensor, batch: int = 128) -> torch.Tensor:
     """Decode the scene render's latents with the cells inside the object replaced by the plain
     render's ([-1, 1] pixels): what a denoiser that learned a subject from plain-scene photos can
     draw in another scene at best."""
     inside = (cover >= INSIDE).float()
-    mixed = z_other * (1 - inside) + z_plain * inside
-    param = next(vae.parameters())
-    return torch.cat([vae.decode(mixed[i:i + batch].to(param.device, param.dtype)).sample.float().clamp(-1, 1).cpu()
-                      for i in range(0, len(mixed), batch)])
+    return decode_latents(vae, z_other * (1 - inside) + z_plain * inside, batch)
 
 
 @torch.no_grad()

@@ -180,8 +180,7 @@ def refine_vae(vae, steps: int, seed: int = 0, batch_size: int = 32, lr: float =
     images, _, details = codec_pool(pool, seed, focus=focus)
     weights = 1.0 + detail_weight * details
     plain, _ = codec_pixels(max(256, pool // 4), seed + 1, plain_only=True)
-    with torch.no_grad():
-        plain_latents = torch.cat([old.encode(plain[i:i + 256].to(device)).latent_dist.mean for i in range(0, len(plain), 256)])
+    plain_latents = encode_means(old, plain, batch=256).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     sched = warmup_cosine(opt, steps)
     gen = torch.Generator().manual_seed(seed)
@@ -215,22 +214,38 @@ def anchor_drift(old, new, plain: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def encode_means(vae, pixels: torch.Tensor, batch: int = 128) -> torch.Tensor:
+    """The encoder's mean latents of ``pixels`` ([-1, 1]; unscaled, float32 on the CPU), in batches."""
+    param = next(vae.parameters())
+    return torch.cat([vae.encode(pixels[i:i + batch].to(param.device, param.dtype)).latent_dist.mean.float().cpu()
+                      for i in range(0, len(pixels), batch)])
+
+
+@torch.no_grad()
+def decode_latents(vae, latents: torch.Tensor, batch: int = 128) -> torch.Tensor:
+    """Decode unscaled ``latents`` in batches; returns [-1, 1] pixels (float32 on the CPU)."""
+    param = next(vae.parameters())
+    return torch.cat([vae.decode(latents[i:i + batch].to(param.device, param.dtype)).sample.float().clamp(-1, 1).cpu()
+                      for i in range(0, len(latents), batch)])
+
+
 def round_trip_pixels(vae, x: torch.Tensor, batch: int = 128) -> torch.Tensor:
     """Encode (mean) and decode ``x`` ([-1, 1]); returns [-1, 1] pixels."""
-    param = next(vae.parameters())
-    outs = [vae.decode(vae.encode(x[i:i + batch].to(param.device, param.dtype)).latent_dist.mean).sample.float().clamp(-1, 1).cpu()
-            for i in range(0, len(x), batch)]
-    return torch.cat(outs)
+    return decode_latents(vae, encode_means(vae, x, batch), batch)
+
+
+def pixels_to_images(pixels: torch.Tensor) -> list:
+    """[N, 3, H, W] pixels in [-1, 1] as PIL images (the inverse of :func:`images_to_pixels`)."""
+    from PIL import Image
+
+    return [Image.fromarray(((t + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()) for t in pixels]
 
 
 def round_trip_images(vae, images) -> tuple[torch.Tensor, list]:
     """``images`` encoded and decoded by ``vae``: per-image PSNR (dB) and the decoded PIL images."""
-    from PIL import Image
-
     x = images_to_pixels(images)
     y = round_trip_pixels(vae, x)
-    decoded = [Image.fromarray(((t + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()) for t in y]
-    return psnr_db(y, x), decoded
+    return psnr_db(y, x), pixels_to_images(y)
 
 
 def codec_table(vae, seed: int = 4321, n_subjects: int = 60, oracle=None) -> dict:
