@@ -30,7 +30,7 @@ from dreamlock.evaluation import evaluate
 from dreamlock.toyworld.base import GUIDANCE, shipped_base
 from dreamlock.toyworld.demo import TRIGGER, demo_train_config
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
-from dreamlock.toyworld.vocab import parse_text
+from dreamlock.toyworld.vocab import SCENES, parse_text
 from dreamlock.training.api import train
 
 HERE = Path(__file__).parent
@@ -42,7 +42,7 @@ CONFIGS = {  # name -> (method, prior preservation, overrides of the demo recipe
     "ti": ("ti", False, {}),
     "pivotal + prior": ("pivotal", True, {}),
     # the best LoRA recipe found on the tuning subject fresh:10 (RESULTS.md, "More steps, lighter
-    # prior"); not in the default set: twice the demo's training time
+    # prior"); the demo's LoRA recipe since 2026-12-07 (so "lora + prior" runs it too from then on)
     "lora + prior 0.3, 1200 steps": ("lora", True, {"prior_loss_weight": 0.3, "max_train_steps": 1200}),
 }
 DEFAULT_CONFIGS = ["full + prior", "full, no prior", "lora + prior", "ti", "pivotal + prior"]
@@ -86,10 +86,16 @@ def vae_digest() -> str:
     return digest(shipped_base() / "vae" / "diffusion_pytorch_model.safetensors")
 
 
+#: the scenes of the 5 reference photos (--ref-scenes; default: all on the plain backdrop)
+REF_SCENES = ["plain"] * 5
+
+
 def ensure_refs(work: Path, subject: str) -> Path:
+    """The subject's photos in ``REF_SCENES`` (captioned with their scenes unless all are plain)."""
+    plain = REF_SCENES == ["plain"] * 5
     refs = work / subject / "refs"
     if not refs.exists():
-        write_reference_set(builtin_subject(subject), refs, n=5)
+        write_reference_set(builtin_subject(subject), refs, n=5, scenes=REF_SCENES, trigger=None if plain else TRIGGER)
     return refs
 
 
@@ -318,9 +324,14 @@ def main() -> None:
     p.add_argument("--rerender", action="store_true", help="only rewrite RESULTS.md's table from locking.json")
     p.add_argument("--table", type=Path, default=TABLE,
                    help="the JSON to write (and --keep/--rescore to read); RESULTS.md is rewritten only for the default")
+    p.add_argument("--ref-scenes", nargs=5, default=None, choices=SCENES, metavar="SCENE",
+                   help="the scenes of the 5 reference photos [default: plain x5]; runs go to --work/refs-SCENES/")
     p.add_argument("--rescore", action="store_true",
                    help="re-evaluate every row of locking.json from the runs in --work (trains nothing; keeps train_s)")
     args = p.parse_args()
+    if args.ref_scenes:
+        REF_SCENES[:] = args.ref_scenes
+        args.work = args.work / f"refs-{'-'.join(args.ref_scenes)}"
     if (args.keep or args.rescore) and not args.table.is_file():
         p.error(f"--table {args.table} does not exist: --keep and --rescore read it; run without them first")
     if args.rerender:
@@ -371,7 +382,8 @@ def save(rows: list[dict], started: float, path: Path = TABLE) -> None:
     done = sorted({r["subject"] for r in rows})
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()} (CPU capability "
               f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads), fp32, subjects: "
-              f"{', '.join(done)}, {rows[-1].get('seeds', '?')} seeds per prompt, toy oracle scorer "
+              f"{', '.join(done)}, reference photos in {'/'.join(REF_SCENES)}, {rows[-1].get('seeds', '?')} seeds per "
+              f"prompt, toy oracle scorer "
               f"(oracle.safetensors sha256 {oracle_digest()}), toy VAE sha256 {vae_digest()}; this "
               f"invocation {time.time() - started:.0f} s. Mean ± spread over subjects.")
     path.write_text(json.dumps({"header": header, "rows": rows}, indent=2))

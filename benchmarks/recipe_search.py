@@ -17,11 +17,12 @@ from pathlib import Path
 
 from dreamlock.evaluation import evaluate
 from dreamlock.generation import generate
-from dreamlock.toyworld.demo import NEW_SCENES, TOY_LORA_TARGETS, TRIGGER, demo_train_config, judge_generations
+from dreamlock.toyworld.demo import TOY_LORA_TARGETS, TRIGGER, demo_train_config, judge_generations
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
 from dreamlock.toyworld.base import shipped_base
 from dreamlock.toyworld.vocab import SCENES, caption_for, subject_prompt
 from dreamlock.training.api import train
+from dreamlock.data.masks import MASK_DIR
 
 ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
 CONV_TE = dict(lora_target_modules=TOY_LORA_TARGETS, train_text_encoder=True)
@@ -48,6 +49,23 @@ VARIANTS = {
                                           max_train_steps=1200)),
     "lora_conv_te_1200_prior0.3_lr5e-4": ("lora", dict(CONV_TE, prior_loss_weight=0.3, learning_rate=5e-4,
                                                        max_train_steps=1200)),
+    # masked training: the references' loss counts on the subject, the background at 0.1 / 0 (2026-12-07, 12th session)
+    "lora_conv_te_1200_prior0.3_masked": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
+                                                       masked_loss=True)),
+    "lora_conv_te_1200_prior0.3_masked0": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
+                                                        masked_loss=True, masked_loss_background=0.0)),
+    # references in two backgrounds: 3 plain + 2 forest / night / beach renders, each captioned with its scene
+    # (12th session)
+    "lora_conv_te_1200_prior0.3_refs_forest2": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
+                                                             ref_scenes=("plain",) * 3 + ("forest",) * 2)),
+    "lora_conv_te_1200_prior0.3_refs_night2": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
+                                                             ref_scenes=("plain",) * 3 + ("night",) * 2)),
+    "lora_conv_te_1200_prior0.3_refs_beach2": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
+                                                             ref_scenes=("plain",) * 3 + ("beach",) * 2)),
+    "lora_conv_te_600_refs_forest2": ("lora", dict(CONV_TE, max_train_steps=600,
+                                                   ref_scenes=("plain",) * 3 + ("forest",) * 2)),
+    "lora_conv_te_600_prior0.3_refs_forest2": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=600,
+                                                            ref_scenes=("plain",) * 3 + ("forest",) * 2)),
     "full": ("full", dict(max_train_steps=300)),
     "full_lr3e-4": ("full", dict(learning_rate=3e-4, max_train_steps=300)),
     "full_lr2e-4": ("full", dict(learning_rate=2e-4, max_train_steps=300)),
@@ -57,19 +75,22 @@ VARIANTS = {
     "pivotal_conv": ("pivotal", dict(lora_target_modules=TOY_LORA_TARGETS, max_train_steps=300)),
     "pivotal_conv_te": ("pivotal", dict(CONV_TE, max_train_steps=300)),
 }
+#: the judge's scenes: every scene but the plain one (a run trained on references in other scenes too
+#: reports them all; the rows say which were new)
+JUDGE_SCENES = [s for s in SCENES if s != "plain"]
 METRICS = ["subject_fidelity_rel", "judged_subject", "prompt_fidelity", "class_drift", "class_drift_share", "diversity"]
 
 
 def judge_new_scenes(run: Path, refs: Path, class_word: str, guidance: float | None = None) -> dict:
     """The demo's criterion: the share of 4 new scenes x 5 seeds that the oracle accepts, per scene
     (``guidance`` None: the model's, 1 for the toy base)."""
-    prompts = [subject_prompt(TRIGGER, class_word, s) for s in NEW_SCENES]
+    prompts = [subject_prompt(TRIGGER, class_word, s) for s in JUDGE_SCENES]
     folder = run / ("judged" if guidance is None else f"judged-guidance{guidance:g}")
     written = generate(run, prompts, n=5, steps=20, out=folder, grid=True, guidance=guidance)
     images = [p for p in written if not p.name.endswith("-grid.png")]
     verdict = judge_generations(refs, images)
     per_scene = {s: sum(verdict["per_image"][p.name] for p in images if p.name.startswith(f"{i:02d}-"))
-                 for i, s in enumerate(NEW_SCENES)}
+                 for i, s in enumerate(JUDGE_SCENES)}
     return {"accepted": verdict["accepted"], "total": verdict["total"], "per_scene": per_scene}
 
 
@@ -87,17 +108,28 @@ def scene_class_images(class_word: str, folder: Path, per_scene: int = 8, base: 
     return folder
 
 
+def scene_reference_set(spec, scenes: tuple[str, ...], folder: Path) -> Path:
+    """References rendered in ``scenes`` (the poses of the plain reference set), each captioned with
+    its scene's subject prompt."""
+    if not folder.exists():
+        write_reference_set(spec, folder, n=len(scenes), scenes=scenes, trigger=TRIGGER)
+    return folder
+
+
 def run_variant(work: Path, subject: str, name: str, seeds: int, full_evaluation: bool, base: Path | None = None,
                 guidance: float | None = None) -> dict:
     method, overrides = VARIANTS[name]
     spec = builtin_subject(subject)
     refs = work / subject / "refs"
-    if not refs.exists():
-        write_reference_set(spec, refs, n=5)
+    if not (refs / MASK_DIR).exists():  # the masks too (masked variants), for folders written before them
+        write_reference_set(spec, refs, n=5, masks=True)
     run = work / subject / name
     cfg = demo_train_config(refs, run, spec.class_word, method, None, False, work / "class-cache")
-    cfg.update(validation_prompt=[], with_prior_preservation=method != "ti")
+    # the variants are overrides of the demo recipe as it was when they were named (prior weight 1)
+    cfg.update(validation_prompt=[], with_prior_preservation=method != "ti", prior_loss_weight=1.0)
     overrides = dict(overrides)
+    if scenes := overrides.pop("ref_scenes", None):  # trained on these; judged against the plain references
+        cfg["data"] = str(scene_reference_set(spec, scenes, work / subject / f"refs-{'-'.join(scenes)}"))
     if overrides.pop("class_scenes", False):
         cfg["class_data_dir"] = str(scene_class_images(spec.class_word, work / "class-scenes" / spec.class_word,
                                                        base=base))

@@ -84,6 +84,7 @@ CASES = [
                                                       "--output", str(w["root"] / "r6"), "--prior-preservation"],
      "with_prior_preservation needs class_word"),
     ("select_best without checkpoints", lambda w: _train(w, "--select-best"), "set checkpointing_steps"),
+    ("masked loss without masks", lambda w: _train(w, "--masked-loss"), "no mask for masked_loss; put one in"),
     ("a flow setting on a DDPM model", lambda w: _train(w, "--set", "weighting_scheme=logit_normal"),
      "weighting_scheme is for flow-matching models"),
     ("drop_t5 on a model without T5", lambda w: _train(w, "--set", "drop_t5=true"), "drop_t5 is for SD3"),

@@ -437,3 +437,51 @@ def test_api_entry_point_and_config_object(src, out, img):
     cfg = PrepareConfig(size=64, min_size=64)
     report = dreamlock.prepare(src, out, cfg, crop="pad")
     assert report.ok_count == 1 and report.config["crop"] == "pad" and report.config["size"] == [64, 64]
+
+
+# ---- masks (masked training) --------------------------------------------------------------------
+
+
+def _mask_of_left_half(size):
+    """An L mask, white on the left half."""
+    return Image.fromarray((np.arange(size[0])[None, :].repeat(size[1], 0) < size[0] // 2).astype(np.uint8) * 255)
+
+
+@pytest.mark.parametrize("crop", ["center", "pad"])
+def test_masks_framed_with_their_images(src, out, img, crop):
+    """A mask in SRC/masks/ comes out in OUT/masks/ under the image's output name, white exactly where
+    the image's red (masked) half landed; padding is black in the mask."""
+    img.save(img.halves((400, 200), img.RED, img.BLUE), src / "wide.jpg")
+    img.save(_mask_of_left_half((400, 200)), src / "masks" / "wide.png")
+    report = prepare(src, out, size=128, min_size=64, crop=crop)
+    e = entry(report, "wide.jpg")
+    assert any("mask masks/wide.png framed" in n for n in e.notes)
+    image = np.asarray(output(report, out, "wide.jpg"), dtype=int)
+    mask = np.asarray(Image.open(out / "masks" / e.output))
+    assert mask.shape == image.shape[:2]
+    red = (image[..., 0] > 150) & (image[..., 2] < 80)
+    assert (mask > 127).mean() > 0.2 and ((mask > 127) == red).mean() > 0.97
+    assert [x.file for x in report.entries] == ["wide.jpg"]  # the mask is not an input of its own
+
+
+def test_mask_of_another_size_is_noted_not_carried(src, out, img):
+    img.save(img.photo(1), src / "a.png")
+    img.save(_mask_of_left_half((100, 100)), src / "masks" / "a.png")
+    img.save(img.photo(2), src / "sub" / "b.png")
+    img.save(_mask_of_left_half((320, 240)), src / "sub" / "masks" / "b.png")
+    report = prepare(src, out, size=64, min_size=64, recursive=True)
+    assert sorted(x.file for x in report.entries) == ["a.png", "sub/b.png"]
+    assert any("not carried: it is 100x100, the image 320x240" in n for n in entry(report, "a.png").notes)
+    assert not (out / "masks" / "a.png").exists() and (out / "masks" / "b.png").exists()
+
+
+def test_caption_sidecars_travel_with_their_images(src, out, img):
+    img.save(img.photo(1), src / "a.jpg")
+    (src / "a.txt").write_text("a photo of sks dog in the snow\n")
+    img.save(img.photo(2), src / "b.png")
+    (src / "notes.txt").write_text("not a caption")
+    report = prepare(src, out, size=64, min_size=64)
+    a = entry(report, "a.jpg")
+    assert (out / "a.txt").read_text() == "a photo of sks dog in the snow\n" and "caption a.txt copied with it" in a.notes
+    assert entry(report, "a.txt").status == "skipped" and "caption sidecar" in entry(report, "a.txt").reason
+    assert not (out / "b.txt").exists() and entry(report, "notes.txt").reason.startswith("not an image")

@@ -72,3 +72,23 @@ def test_write_reference_set(tmp_path):
     assert len({im.tobytes() for im in images}) == 5  # varied pose
     assert (tmp_path / "ref" / "subject.json").is_file()
     assert [im.tobytes() for im in reference_images(spec, 5, 0)] == [Image.open(p).convert("RGB").tobytes() for p in paths]
+
+
+def test_reference_set_in_scenes_with_captions_and_masks(tmp_path):
+    """Photos in given scenes keep the plain set's poses (the plain ones are the same images), carry
+    a caption naming their scene and a silhouette mask that covers the object's pixels."""
+    spec = builtin_subject("dotty-heart")
+    plain = write_reference_set(spec, tmp_path / "plain", n=3)
+    paths = write_reference_set(spec, tmp_path / "mixed", n=3, scenes=["plain", "forest", "night"], trigger="sks",
+                                masks=True)
+    assert Image.open(paths[0]).tobytes() == Image.open(plain[0]).tobytes()
+    assert Image.open(paths[1]).tobytes() != Image.open(plain[1]).tobytes()
+    assert [p.with_suffix(".txt").read_text().strip() for p in paths] == [
+        "a photo of sks heart", "a photo of sks heart in the forest", "a photo of sks heart at night"]
+    assert not plain[0].with_suffix(".txt").exists()
+    mask = np.asarray(Image.open(tmp_path / "mixed" / "masks" / "ref_01.png")) > 127
+    forest_only = np.asarray(render_subject(spec, "forest", np.random.default_rng([0, 1, 101])), dtype=int)
+    blue = (forest_only[..., 2] > 150) & (forest_only[..., 0] < 100)  # the heart's blue body is inside the mask
+    assert 0.05 < mask.mean() < 0.6 and (mask[blue]).mean() > 0.95
+    with pytest.raises(UserError, match="reference scenes"):
+        write_reference_set(spec, tmp_path / "bad", n=2, scenes=["plain", "moon"])

@@ -11,29 +11,36 @@ import pytest
 
 from dreamlock.evaluation import evaluate
 from dreamlock.toyworld.base import GUIDANCE, shipped_base
-from dreamlock.toyworld.demo import TRIGGER, demo_train_config
+from dreamlock.generation import generate
+from dreamlock.toyworld.demo import (NEW_SCENES, PER_NEW_SCENE, REFERENCE_SCENES, TRIGGER, demo_train_config,
+                                     judge_generations)
+from dreamlock.toyworld.vocab import subject_prompt
 from dreamlock.toyworld.subjects import DEMO_SUBJECT, builtin_subject, write_reference_set
 from dreamlock.training.api import train
 
 MARGIN = 0.30  # subject_fidelity must rise at least this much above the base model's
+LOCKED = 0.7  # share of new-scene generations the oracle must accept (the demo asks for 0.8)
 
 
 @pytest.mark.slow
 def test_lora_locks_the_subject(tmp_path):
-    """The demo's LoRA recipe (prior preservation on) raises subject fidelity on the demo's subject
-    by MARGIN above the base model's, over recontextualisation prompts at the toy guidance.
+    """The demo's photos (3 plain + 2 forest, captioned with their scenes) and its LoRA recipe
+    (prior preservation on) lock the demo's subject: the oracle recognises it in at least LOCKED of
+    the generations in the three scenes the photos never show (7 seeds each), and subject fidelity
+    over evaluate's recontextualisation prompts rises MARGIN above the base model's.
 
-    Measured 2026-12-06 by the demo (same recipe, subject and seeds; refined VAE, caption-dropout
-    base, the oracle with the "punched" negatives; benchmarks/demo_dotty_heart.json): 0.230 vs
-    -0.149 (the previous oracle: 0.349 vs -0.138). The oracle's verdict accepts none of the 20
-    new-scene images (the dots are missing or the wrong colour), so this test asserts the rise, not
-    the lock (issue 15 part 4 re-chooses the recipe)."""
+    Measured 2026-12-07 by the demo (same photos, recipe, subject and seeds;
+    benchmarks/demo_dotty_heart.json): see benchmarks/RESULTS.md, "The demo"."""
     spec = builtin_subject(DEMO_SUBJECT)
     refs = tmp_path / "refs"
-    write_reference_set(spec, refs, n=5)
+    write_reference_set(spec, refs, n=len(REFERENCE_SCENES), scenes=REFERENCE_SCENES, trigger=TRIGGER)
     cfg = demo_train_config(refs, tmp_path / "run", spec.class_word, "lora", None, False, tmp_path / "cache")
-    cfg.update(validation_prompt=[])  # the demo's LoRA recipe, as in benchmarks/locking.py
+    cfg.update(validation_prompt=[])
     run = train(cfg)
+    prompts = [subject_prompt(TRIGGER, spec.class_word, s) for s in NEW_SCENES]
+    written = generate(run, prompts, n=PER_NEW_SCENE, steps=20, out=tmp_path / "generated")
+    verdict = judge_generations(refs, written)
+    assert verdict["accepted"] >= LOCKED * verdict["total"], verdict["line"]
     common = dict(seeds=8, guidance=GUIDANCE, trigger=TRIGGER, class_word=spec.class_word, progress=False)
     trained = evaluate(run, refs, out=tmp_path / "eval", **common)
     base = evaluate(shipped_base(), refs, out=tmp_path / "eval-base", **common)
@@ -56,9 +63,12 @@ def test_demo_fast_runs_end_to_end(tmp_path):
         assert -1.0 <= metrics["trained"][key] <= 1.0
     assert 0.0 <= metrics["trained"]["diversity"] <= 2.0  # a mean layout distance (2 - 2 cos per position)
     assert metrics["trained"]["codec_ceiling"]["resolution"] == 64
-    assert len(list((out / "generated").glob("*-grid.png"))) == 4  # beach, snow, forest, night
+    assert len(list((out / "generated").glob("*-grid.png"))) == 3  # beach, snow, night (not the photos' forest)
     verdict = metrics["verdict"]
-    assert verdict["total"] == 20 and 0 <= verdict["accepted"] <= 20
+    assert verdict["total"] == 21 and 0 <= verdict["accepted"] <= 21
+    assert sorted(p.name for p in (out / "data").glob("*.txt")) == [f"ref_{i:02d}.txt" for i in range(5)]
+    assert (out / "data" / "ref_04.txt").read_text().strip() == "a photo of sks heart in the forest"  # carried by prepare
     report = (out / "REPORT.md").read_text()
     assert verdict["line"] in report and "![references](evaluation/grids/references.png)" in report
     assert report.count("![trained](evaluation/grids/") == 4 and report.count("![base](evaluation-base/grids/") == 4
+    assert report.count("(a backdrop of the photos)") == 1  # the forest

@@ -33,6 +33,8 @@ def train(
                                                "likeness that has not drifted (selection.json / selection.md)"),
     early_stop_patience: Optional[int] = typer.Option(None, help="stop when the chosen checkpoint is N evaluations old"),
     memory_preset: Optional[str] = typer.Option(None, help="12gb | 16gb | 24gb: memory settings for your GPU's size"),
+    masked_loss: Optional[bool] = typer.Option(None, "--masked-loss", help="learn the subject, not its background: "
+                                               "the loss follows masks in DATA/masks/ (white = subject)"),
 ) -> None:
     from dreamlock.config import load_config
     from dreamlock.training.api import train as train_api
@@ -43,7 +45,7 @@ def train(
         "family": family, "method": method, "class_word": class_word, "trigger": trigger,
         "with_prior_preservation": prior_preservation, "max_train_steps": steps, "resume": resume,
         "checkpointing_steps": checkpointing_steps, "select_best": select_best, "early_stop_patience": early_stop_patience,
-        "memory_preset": memory_preset,
+        "memory_preset": memory_preset, "masked_loss": masked_loss,
     }
     flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
 

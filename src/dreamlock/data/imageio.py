@@ -65,6 +65,20 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def same_name_in(images: list[Path], subdir: str) -> list[Path | None]:
+    """For each image, the image of the same name (any image suffix) in ``subdir/`` beside it, or
+    None: masks (``masks/``), images before an edit (``input/``). Each folder is listed once."""
+    found: dict[Path, dict[str, Path]] = {}
+    out = []
+    for image in images:
+        folder = image.parent / subdir
+        if folder not in found:
+            found[folder] = ({p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and is_image_name(p)}
+                             if folder.is_dir() else {})
+        out.append(found[folder].get(image.stem))
+    return out
+
+
 def _open_bytes(path: Path) -> bytes:
     """Read a file's bytes, read-only. Kept separate so tests can make it raise."""
     with open(path, "rb") as f:

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
-from PIL import Image
+from PIL import Image, ImageOps
 from pydantic import BaseModel, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from dreamlock.config import StrictModel, validate
 from dreamlock.data import crop as geometry
 from dreamlock.data.dedupe import DuplicateFinder
-from dreamlock.data.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, read_image
+from dreamlock.data.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, is_image_name, read_image
+from dreamlock.data.masks import MASK_DIR, mask_files
 from dreamlock.errors import UserError
 
 REPORT_NAME = "prepare_report.json"
@@ -144,9 +145,11 @@ def check_paths(src: Path | str, out: Path | str) -> tuple[Path, Path]:
 
 
 def list_inputs(src: Path, recursive: bool) -> list[Path]:
-    """Every non-folder entry in SRC (sorted); subfolders too when ``recursive``."""
+    """Every non-folder entry in SRC (sorted); subfolders too when ``recursive``, but not the masks
+    in ``masks/`` folders (they go with their images)."""
     found = src.rglob("*") if recursive else src.iterdir()
-    return sorted((p for p in found if not p.is_dir()), key=lambda p: p.relative_to(src).as_posix())
+    return sorted((p for p in found if not p.is_dir() and MASK_DIR not in p.relative_to(src).parts[:-1]),
+                  key=lambda p: p.relative_to(src).as_posix())
 
 
 class _Namer:
@@ -244,8 +247,49 @@ def _process(path: Path, run: _Run, entry: ReportEntry) -> None:
     name = run.namer.claim(path.stem)
     _save_png(result, run.out / name)
     entry.output, entry.output_size = name, list(result.size)
+    _carry_mask(path, loaded.size, run, entry)
+    _carry_caption(path, run, entry)
     if run.finder:
         run.finder.add(entry.file, hashes)
+
+
+def _carry_mask(path: Path, size: tuple[int, int], run: _Run, entry: ReportEntry) -> None:
+    """The image's mask (``masks/`` beside it, for masked training), framed as the image was, into
+    OUT/masks/ under the image's output name; a note either way."""
+    mask = mask_files([path])[0]
+    if mask is None:
+        return
+    where = mask.relative_to(run.src).as_posix()
+    with Image.open(mask) as im:
+        im = ImageOps.exif_transpose(im).convert("L")
+    if im.size != tuple(size):
+        entry.notes.append(f"mask {where} not carried: it is {im.size[0]}x{im.size[1]}, the image {size[0]}x{size[1]}")
+        return
+    target = tuple(entry.output_size)
+    if run.cfg.crop == "pad":
+        framed = geometry.pad_resize(im.convert("RGB"), target, (0, 0, 0)).convert("L")
+    else:
+        framed = geometry.crop_resize(im, tuple(entry.crop_box), target)
+    (run.out / MASK_DIR).mkdir(exist_ok=True)
+    _save_png(framed, run.out / MASK_DIR / entry.output)
+    entry.notes.append(f"mask {where} framed with it")
+
+
+def _carry_caption(path: Path, run: _Run, entry: ReportEntry) -> None:
+    """The image's caption sidecar (``name.txt`` beside it), copied beside its output."""
+    sidecar = path.with_suffix(".txt")
+    if sidecar.is_file():
+        target = run.out / Path(entry.output).with_suffix(".txt")
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(sidecar.read_bytes())
+        os.replace(tmp, target)
+        entry.notes.append(f"caption {sidecar.name} copied with it")
+
+
+def _is_caption_sidecar(path: Path) -> bool:
+    """A ``.txt`` beside an image of the same name (it travels with the image)."""
+    return path.suffix.lower() == ".txt" and any(
+        p != path and p.stem == path.stem and is_image_name(p) for p in path.parent.iterdir())
 
 
 def _process_file(path: Path, run: _Run) -> ReportEntry:
@@ -253,6 +297,9 @@ def _process_file(path: Path, run: _Run) -> ReportEntry:
     entry = ReportEntry(file=path.relative_to(run.src).as_posix())
     if path.name.startswith("."):
         entry.status, entry.reason = "skipped", "hidden file"
+        return entry
+    if _is_caption_sidecar(path):
+        entry.status, entry.reason = "skipped", "caption sidecar: copied with its image"
         return entry
     try:
         _process(path, run, entry)

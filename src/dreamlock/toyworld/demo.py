@@ -15,23 +15,32 @@ from rich.console import Console
 from dreamlock.errors import UserError
 from dreamlock.toyworld.base import shipped_base
 from dreamlock.toyworld.subjects import DEMO_SUBJECT, builtin_subject, write_reference_set
-from dreamlock.toyworld.vocab import SCENES, caption_for, subject_prompt
+from dreamlock.toyworld.vocab import SCENES, caption_for, parse_text, subject_prompt
 
 console = Console(stderr=True)
 
 TRIGGER = "sks"
-#: The scenes the subject's photos never show (they are all on the plain backdrop).
-NEW_SCENES = [s for s in SCENES if s != "plain"]
+#: The scenes of the subject's five photos, each captioned with its scene: three on the plain
+#: backdrop, two in the forest. Photos from one backdrop cannot lock the dark scenes: the model then
+#: draws the subject's detail in the wrong colour in the forest and at night; one dark backdrop among
+#: the photos fixes the night too, a bright one does not (benchmarks/RESULTS.md, "references in two scenes").
+REFERENCE_SCENES = ("plain", "plain", "plain", "forest", "forest")
+#: The scenes the subject's photos never show.
+NEW_SCENES = [s for s in SCENES if s not in REFERENCE_SCENES]
+#: New-scene generations per scene (3 scenes x 7 = 21 images).
+PER_NEW_SCENE = 7
 #: LoRA on every UNet layer with weights, ResNet convolutions included: the toy UNet has attention
 #: only at 8x8 and 4x4, and attention-only LoRA did not draw a subject's colour or detail
 #: (subject_fidelity_rel 0.19 vs 0.62 at 300 steps on the tuning subjects; benchmarks/RESULTS.md).
 TOY_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
                     "conv1", "conv2"]
-# Chosen on two tuning subjects (twotone-cross, emblem-triangle), then measured on the benchmark's
-# three (benchmarks/RESULTS.md); `fast` is the CI smoke setting.
+# Chosen on tuning subjects (twotone-cross, emblem-triangle; LoRA's steps and prior weight on fresh:10,
+# 2026-12-07, with the two-scene photos: 600 steps at prior weight 1 locked 11 of 15 new-scene images,
+# 1,200 at 0.3 14 of 15), then measured on the benchmark subjects (benchmarks/RESULTS.md); `fast` is the
+# CI smoke setting.
 RECIPES = {
     "lora": dict(learning_rate=1e-3, rank=8, lora_target_modules=TOY_LORA_TARGETS, train_text_encoder=True,
-                 max_train_steps=600),
+                 max_train_steps=1200, prior_loss_weight=0.3),
     "full": dict(learning_rate=1e-4, train_text_encoder=True, max_train_steps=600),
     "ti": dict(embedding_lr=5e-2, max_train_steps=600),
     "pivotal": dict(learning_rate=1e-3, embedding_lr=5e-2, rank=8, lora_target_modules=TOY_LORA_TARGETS,
@@ -82,17 +91,17 @@ def demo(out: str | Path = "dreamlock-demo", subject: str = DEMO_SUBJECT, method
     spec = builtin_subject(subject)
     n_seeds = seeds or (2 if fast else 8)
 
-    _step(1, f"subject: {spec.describe()} -> {out / 'photos'}")
-    write_reference_set(spec, out / "photos", n=5)
+    _step(1, f"subject: {spec.describe()} -> {out / 'photos'} (5 captioned photos: {', '.join(REFERENCE_SCENES)})")
+    write_reference_set(spec, out / "photos", n=len(REFERENCE_SCENES), scenes=REFERENCE_SCENES, trigger=TRIGGER)
     _step(2, "prepare")
     prepare(out / "photos", out / "data", size=64, crop="center", min_size=64)
-    _step(3, "caption")
+    _step(3, "caption (the photos' own captions are kept)")
     caption(out / "data", trigger=TRIGGER, class_word=spec.class_word)
     _step(4, f"train ({method}{' + prior preservation' if method != 'ti' else ''})")
     run = train(demo_train_config(out / "data", out / "run", spec.class_word, method, steps, fast, out / "class-images"))
     _step(5, "generate in new scenes")
-    prompts = [subject_prompt(TRIGGER, spec.class_word, s) for s in NEW_SCENES]  # 4 scenes x 5 = 20 images
-    written = generate(run, prompts, n=5, steps=20, out=out / "generated", grid=True)
+    prompts = [subject_prompt(TRIGGER, spec.class_word, s) for s in NEW_SCENES]
+    written = generate(run, prompts, n=PER_NEW_SCENE, steps=20, out=out / "generated", grid=True)
     _step(6, "evaluate (trained run vs base model)")
     common = dict(reference=out / "photos", seeds=n_seeds, steps=20, trigger=TRIGGER,
                   class_word=spec.class_word, progress=True)
@@ -106,7 +115,7 @@ def demo(out: str | Path = "dreamlock-demo", subject: str = DEMO_SUBJECT, method
 
 
 #: The demo calls the subject locked when the oracle recognises it in at least this share of its
-#: new-scene generations (16 of 20).
+#: new-scene generations (17 of 21; issue 15 asks for 16 of 20).
 LOCKED_SHARE = 0.8
 
 
@@ -132,12 +141,14 @@ def judge_generations(reference_dir: Path, images: list[Path]) -> dict:
 
 
 def _scene_rows(trained: dict, base: dict) -> list[str]:
-    """Markdown rows: one per subject prompt, the trained run's grid beside the base model's."""
+    """Markdown rows: one per subject prompt, the trained run's grid beside the base model's (the
+    scenes of the photos marked)."""
     rows = ["| prompt | trained run | base model |", "|---|---|---|"]
     for t, b in zip(trained.get("per_prompt", []), base.get("per_prompt", [])):
         if t.get("kind") != "subject" or "grid" not in t:
             continue
-        rows.append(f"| {t['prompt']}<br>subject fidelity {_fmt(t.get('subject_fidelity'))} vs "
+        seen = " (a backdrop of the photos)" if parse_text(t["prompt"])["scene"] in REFERENCE_SCENES else ""
+        rows.append(f"| {t['prompt']}{seen}<br>subject fidelity {_fmt(t.get('subject_fidelity'))} vs "
                     f"{_fmt(b.get('subject_fidelity'))}<br>judged subject {_fmt(t.get('judged_subject'))} vs "
                     f"{_fmt(b.get('judged_subject'))} | ![trained](evaluation/{t['grid']}) | "
                     f"![base](evaluation-base/{b['grid']}) |")
@@ -158,7 +169,7 @@ def write_report(out: Path, subject: str, method: str, trained: dict, base: dict
         *(["After the model's VAE round trip (the best any generation can look; `subject_fidelity_rel` "
            f"{_fmt(codec.get('subject_fidelity_rel'))}):", "", "![references after the VAE](evaluation/grids/references-codec.png)", ""]
           if codec else []),
-        "## New scenes: trained run vs base model", "", *_scene_rows(trained, base), "",
+        "## The scenes: trained run vs base model", "", *_scene_rows(trained, base), "",
         "## Metrics", "",
         "| metric | trained run | base model |", "|---|---|---|", *rows, "",
         "- Reference photos: `photos/`; prepared data: `data/`; run: `run/` (samples in `run/samples/`)",

@@ -251,6 +251,14 @@ def render_look_and_detail(look: Look, scene: str = "plain", seed: Seed = 0, siz
     return image, detail.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3)).astype(np.float32)
 
 
+def render_look_and_mask(look: Look, scene: str = "plain", seed: Seed = 0, size: int = 64,
+                         pose: Pose | None = None) -> tuple[Image.Image, Image.Image]:
+    """:func:`render_look` (same image for the same seed) and the object's silhouette at ``size``
+    (L: 255 inside, partial at the edge), e.g. a mask for masked training."""
+    image, _, shape = _draw(look, scene, seed, size, pose)
+    return image, shape.resize((size, size), Image.Resampling.BOX)
+
+
 def _draw(look: Look, scene: str, seed: Seed, size: int, pose: Pose | None) -> tuple[Image.Image, Pose, Image.Image]:
     """The rendered image, the pose it was drawn in and the object's supersampled mask."""
     rng = as_rng(seed)

@@ -9,6 +9,7 @@ fresh ones so evaluation can use subjects nobody tuned for.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,9 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dreamlock.errors import UserError
-from dreamlock.toyworld.render import Look, Seed, as_rng, render_look
-from dreamlock.toyworld.vocab import CLASSES, COLOURS, DETAIL_COLOURS, DETAILS, SCENES
+from dreamlock.toyworld.render import Look, Seed, as_rng, render_look, render_look_and_mask
+from dreamlock.data.masks import MASK_DIR
+from dreamlock.toyworld.vocab import CLASSES, COLOURS, DETAIL_COLOURS, DETAILS, SCENES, subject_prompt
 
 
 class SubjectSpec(BaseModel):
@@ -132,24 +134,46 @@ def render_subject(spec: SubjectSpec, scene: str = "plain", seed: Seed = 0, size
 
 def reference_images(spec: SubjectSpec, n: int = 5, seed: int = 0, size: int = 64) -> list[Image.Image]:
     """``n`` renders of the subject on the plain scene, each with its own pose."""
+    return [image for image, _ in reference_images_and_masks(spec, n, seed, size)]
+
+
+def reference_images_and_masks(spec: SubjectSpec, n: int = 5, seed: int = 0, size: int = 64,
+                               scenes: Sequence[str] | None = None) -> list[tuple[Image.Image, Image.Image]]:
+    """:func:`reference_images` (the same renders) with each one's silhouette mask; ``scenes``:
+    the scene of each render (default: all plain; the poses do not depend on it)."""
     if n < 1:
         raise UserError(f"reference set size n={n}: give at least 1 (a reference set is usually 3-6)")
-    return [render_subject(spec, "plain", np.random.default_rng([seed, i, 101]), size) for i in range(n)]
+    scenes = list(scenes) if scenes is not None else ["plain"] * n
+    if len(scenes) != n or any(s not in SCENES for s in scenes):
+        raise UserError(f"reference scenes {scenes}: give {n} names out of {', '.join(SCENES)}")
+    return [render_look_and_mask(spec.look(), scene, np.random.default_rng([seed, i, 101]), size)
+            for i, scene in enumerate(scenes)]
 
 
 def write_reference_set(
-    spec: SubjectSpec, folder: str | Path, n: int = 5, seed: int = 0, size: int = 64, write_spec: bool = False
+    spec: SubjectSpec, folder: str | Path, n: int = 5, seed: int = 0, size: int = 64, write_spec: bool = False,
+    masks: bool = False, scenes: Sequence[str] | None = None, trigger: str | None = None,
 ) -> list[Path]:
-    """Write ``n`` plain-scene renders as ``ref_NN.png`` (what ``dreamlock prepare`` accepts).
+    """Write ``n`` renders as ``ref_NN.png`` (what ``dreamlock prepare`` accepts), on the plain scene
+    or on ``scenes`` (one per render).
 
-    With ``write_spec`` the spec is saved next to them as ``subject.json``.
+    With ``write_spec`` the spec is saved next to them as ``subject.json``; with ``masks`` each
+    render's silhouette as ``masks/ref_NN.png`` (for masked training); with ``trigger`` each gets
+    a caption naming its scene (``ref_NN.txt``: "a photo of sks heart in the forest").
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if masks:
+        (folder / MASK_DIR).mkdir(exist_ok=True)
+    scenes = list(scenes) if scenes is not None else ["plain"] * n
     paths = []
-    for i, img in enumerate(reference_images(spec, n, seed, size)):
+    for i, (img, mask) in enumerate(reference_images_and_masks(spec, n, seed, size, scenes)):
         path = folder / f"ref_{i:02d}.png"
         img.save(path)
+        if masks:
+            mask.save(folder / MASK_DIR / path.name)
+        if trigger:
+            path.with_suffix(".txt").write_text(subject_prompt(trigger, spec.class_word, scenes[i]) + "\n")
         paths.append(path)
     if write_spec:
         (folder / "subject.json").write_text(json.dumps(spec.model_dump(), indent=2) + "\n")

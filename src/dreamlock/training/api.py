@@ -12,6 +12,7 @@ from accelerate.state import AcceleratorState
 from diffusers.training_utils import cast_training_params
 
 from dreamlock.config import dump_config, validate
+from dreamlock.data.masks import mask_files
 from dreamlock.errors import UserError
 from dreamlock.families.base import ModelFamily
 from dreamlock.families.objectives import ZERO_TERMINAL_SNR
@@ -80,13 +81,16 @@ def condition_sources(adapter, paths: list[Path]) -> list[Path] | None:
 def _encode_buckets(config: TrainConfig, adapter, paths, prompts, sizes, meta, class_paths, inputs,
                     cache: LatentCache) -> list[Bucket]:
     """``inputs``: each instance image's image before the edit (image-editing families), else None."""
+    masks = mask_files(paths) if config.masked_loss else None
     buckets = []
     for size in sorted(set(sizes), key=lambda s: (s != (config.resolution,) * 2, s)):  # the square one first
         chosen = [i for i, s in enumerate(sizes) if s == size]
         label = f"encoding instance images at {size[0]}x{size[1]}"
         instance = encode_set(adapter, [paths[i] for i in chosen], [prompts[i] for i in chosen], size,
                               config.random_flip, meta[chosen], label=label,
-                              condition_paths=None if inputs is None else [inputs[i] for i in chosen], cache=cache)
+                              condition_paths=None if inputs is None else [inputs[i] for i in chosen], cache=cache,
+                              mask_paths=[masks[i] for i in chosen] if masks else None,
+                              mask_background=config.masked_loss_background)
         klass = None
         if class_paths is not None:
             klass = encode_set(adapter, class_paths, class_prompts(class_paths, config.effective_class_prompt), size,

@@ -98,6 +98,10 @@ class TrainConfig(StrictModel):
     noise_offset: float = Field(0.0, ge=0)
     random_flip: bool = False
     caption_dropout: float = Field(0.0, ge=0, le=1)
+    # masked training (data/masks.py): instance images' loss weighted by masks in DATA/masks/ (white = subject);
+    # outside the mask the loss counts masked_loss_background times (0: the background is not learned)
+    masked_loss: bool = False
+    masked_loss_background: float = Field(0.1, ge=0, le=1)
     # image-conditioned models (method ip2p): share of examples trained without the image to edit
     # (learns the image-unconditional branch that image guidance needs; the InstructPix2Pix paper: 0.05)
     condition_dropout: float = Field(0.0, ge=0, le=1)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from dreamlock.data.imageio import is_image_name
+from dreamlock.data.imageio import is_image_name, same_name_in
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,8 @@ INPUT_DIR = "input"
 
 def input_images(targets: list[Path]) -> list[Path | None]:
     """The image before the edit of each target (same name, any image suffix, in ``input/``; None
-    where there is none). Each ``input/`` folder is listed once."""
-    found: dict[Path, dict[str, Path]] = {}
-    out = []
-    for target in targets:
-        folder = target.parent / INPUT_DIR
-        if folder not in found:
-            found[folder] = {p.stem: p for p in find_images(folder)} if folder.is_dir() else {}
-        out.append(found[folder].get(target.stem))
-    return out
+    where there is none)."""
+    return same_name_in(targets, INPUT_DIR)
 
 
 def read_caption(image: Path) -> str | None:

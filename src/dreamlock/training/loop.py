@@ -76,6 +76,7 @@ class Trainer:
         n_inst = batch.n_instance
         noise, t = self._noise(batch.latents, gen)
         latents, noise, t, meta = batch.latents.to(device), noise.to(device), t.to(device), batch.meta.to(device)
+        pixel_weight = batch.loss_weight.to(device) if batch.loss_weight is not None else None
         objective = self.adapter.objective
         noisy = objective.add_noise(latents, noise, t)
         target = objective.target(latents, noise, t)
@@ -84,13 +85,16 @@ class Trainer:
             text = text.with_extras(**{IMAGE: batch.condition.to(device)})
         if self.config.with_prior_preservation and self.config.prior_mode == "prior_prediction":
             noisy, t, text, target, meta = self._add_prior_prediction(noisy, t, text, target, meta)
+            if pixel_weight is not None:  # the base's prediction counts everywhere
+                pixel_weight = torch.cat([pixel_weight, torch.ones_like(pixel_weight)])
         with self.accelerator.autocast():
             pred = self.adapter.predict(noisy, t, text, meta)
         weights = objective.weights(t, self.config.snr_gamma)
         if n_inst < pred.shape[0]:
-            loss, prior = prior_preservation_loss(pred, target, n_inst, self.config.prior_loss_weight, weights)
+            loss, prior = prior_preservation_loss(pred, target, n_inst, self.config.prior_loss_weight, weights,
+                                                  pixel_weight)
             return loss, {"loss": loss.item(), "prior_loss": prior.item()}
-        losses = per_sample_mse(pred, target)
+        losses = per_sample_mse(pred, target, pixel_weight)
         loss = (losses * weights).mean() if weights is not None else losses.mean()
         return loss, {"loss": loss.item()}
 

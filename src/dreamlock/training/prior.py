@@ -19,18 +19,25 @@ from dreamlock.progress import progress
 from dreamlock.training.dataset import find_images
 
 
-def per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error per sample: [B, ...] -> [B]."""
-    return F.mse_loss(pred.float(), target.float(), reduction="none").flatten(1).mean(1)
+def per_sample_mse(pred: torch.Tensor, target: torch.Tensor, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error per sample: [B, C, H, W] -> [B]; with ``pixel_weight`` [B, 1, H, W] (masked
+    training) the weighted mean, so that a sample's loss keeps the scale of one pixel's error."""
+    error = F.mse_loss(pred.float(), target.float(), reduction="none")
+    if pixel_weight is None:
+        return error.flatten(1).mean(1)
+    weight = pixel_weight.to(error).expand_as(error)
+    return (error * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-8)
 
 
-def prior_preservation_loss(pred: torch.Tensor, target: torch.Tensor, n_instance: int,
-                            prior_loss_weight: float, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def prior_preservation_loss(pred: torch.Tensor, target: torch.Tensor, n_instance: int, prior_loss_weight: float,
+                            weights: torch.Tensor | None = None,
+                            pixel_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a joint batch (instance first, class second); return (total loss, class loss).
 
-    ``weights`` are optional per-sample loss weights (min-SNR).
+    ``weights`` are optional per-sample loss weights (min-SNR), ``pixel_weight`` per-pixel ones
+    (masked training; ones on the class rows).
     """
-    losses = per_sample_mse(pred, target)
+    losses = per_sample_mse(pred, target, pixel_weight)
     if weights is not None:
         losses = losses * weights
     instance, prior = losses[:n_instance].mean(), losses[n_instance:].mean()

@@ -11,6 +11,7 @@ from dreamlock.families import detect_family, get_family
 from dreamlock.methods import METHODS, get_method
 from dreamlock.training.config import TrainConfig
 from dreamlock.training.dataset import INPUT_DIR, find_images, input_images, read_caption
+from dreamlock.data.masks import check_masks
 from dreamlock.runs import is_run
 from dreamlock.training import checkpoint as ckpt
 
@@ -204,7 +205,10 @@ def validate_config(config: TrainConfig) -> list[Path]:
     check_family(config)
     check_memory_options(config)
     check_paths(config)
-    return check_data(config, pairs=get_family(training_family(config)).condition_kind == "image")
+    images = check_data(config, pairs=get_family(training_family(config)).condition_kind == "image")
+    if config.masked_loss:
+        check_masks(images)
+    return images
 
 
 #: a trigger that the tokenizer cuts into more pieces than this is worth a warning
