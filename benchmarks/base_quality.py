@@ -16,6 +16,7 @@ The first guidance value (default: the toy model's ``GUIDANCE``) also draws the 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -54,20 +55,31 @@ def measure(n: int = 96, seed: int = 1000, steps: int = 20, guidance: float = GU
     return result
 
 
+@functools.cache
+def plain_look_references() -> dict:
+    """(class, colour) -> oracle embeddings of 5 plain-scene renders of that plain object (made once
+    per process: every batch and guidance is judged against the same references)."""
+    from dreamlock.evaluation.scorers.toy import ToyScorer
+    from dreamlock.toyworld.render import Look, render_look
+    from dreamlock.toyworld.vocab import CLASSES, COLOURS
+
+    scorer = ToyScorer()
+    return {(cls, colour): scorer.embed([render_look(Look(cls, colour), "plain", np.random.default_rng([7, k]))
+                                         for k in range(5)])
+            for cls in CLASSES for colour in COLOURS}
+
+
 def plain_object_verdicts(images, classes: list[str]) -> list[bool]:
     """Whether each image is accepted as a plain object of its class in some body colour."""
     from dreamlock.evaluation.metrics import is_subject
     from dreamlock.evaluation.scorers.toy import ToyScorer
-    from dreamlock.toyworld.render import Look, render_look
-    from dreamlock.toyworld.vocab import COLOURS
 
     scorer = ToyScorer()
     emb = scorer.embed(images)
     verdict = [False] * len(images)
-    for cls in sorted(set(classes)):
+    for (cls, _), refs in plain_look_references().items():
         rows = [i for i, c in enumerate(classes) if c == cls]
-        for colour in COLOURS:
-            refs = scorer.embed([render_look(Look(cls, colour), "plain", np.random.default_rng([7, k])) for k in range(5)])
+        if rows:
             for i, ok in zip(rows, is_subject(emb[rows], refs, scorer.subject_threshold)):
                 verdict[i] = verdict[i] or ok
     return verdict

@@ -15,6 +15,7 @@ import json
 import time
 from pathlib import Path
 
+from dreamlock.data.masks import MASK_DIR
 from dreamlock.evaluation import evaluate
 from dreamlock.generation import generate
 from dreamlock.toyworld.demo import TOY_LORA_TARGETS, TRIGGER, demo_train_config, judge_generations
@@ -22,10 +23,18 @@ from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
 from dreamlock.toyworld.base import shipped_base
 from dreamlock.toyworld.vocab import SCENES, caption_for, subject_prompt
 from dreamlock.training.api import train
-from dreamlock.data.masks import MASK_DIR
 
 ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
 CONV_TE = dict(lora_target_modules=TOY_LORA_TARGETS, train_text_encoder=True)
+#: the best tuning recipe of 2026-11-28 (the demo's LoRA recipe since 2026-12-07)
+LORA_1200 = dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200)
+
+
+def two_scenes(other: str) -> tuple[str, ...]:
+    """Reference scenes: 3 plain photos and 2 in ``other``."""
+    return ("plain",) * 3 + (other,) * 2
+
+
 #: name -> (method, overrides of the demo recipe). The 2026-11-26 variants first, then 2026-11-28's.
 VARIANTS = {
     "lora": ("lora", dict(lora_target_modules=ATTENTION, train_text_encoder=False, max_train_steps=300)),
@@ -50,22 +59,16 @@ VARIANTS = {
     "lora_conv_te_1200_prior0.3_lr5e-4": ("lora", dict(CONV_TE, prior_loss_weight=0.3, learning_rate=5e-4,
                                                        max_train_steps=1200)),
     # masked training: the references' loss counts on the subject, the background at 0.1 / 0 (2026-12-07, 12th session)
-    "lora_conv_te_1200_prior0.3_masked": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
-                                                       masked_loss=True)),
-    "lora_conv_te_1200_prior0.3_masked0": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
-                                                        masked_loss=True, masked_loss_background=0.0)),
+    "lora_conv_te_1200_prior0.3_masked": ("lora", dict(LORA_1200, masked_loss=True)),
+    "lora_conv_te_1200_prior0.3_masked0": ("lora", dict(LORA_1200, masked_loss=True, masked_loss_background=0.0)),
     # references in two backgrounds: 3 plain + 2 forest / night / beach renders, each captioned with its scene
     # (12th session)
-    "lora_conv_te_1200_prior0.3_refs_forest2": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
-                                                             ref_scenes=("plain",) * 3 + ("forest",) * 2)),
-    "lora_conv_te_1200_prior0.3_refs_night2": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
-                                                             ref_scenes=("plain",) * 3 + ("night",) * 2)),
-    "lora_conv_te_1200_prior0.3_refs_beach2": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=1200,
-                                                             ref_scenes=("plain",) * 3 + ("beach",) * 2)),
-    "lora_conv_te_600_refs_forest2": ("lora", dict(CONV_TE, max_train_steps=600,
-                                                   ref_scenes=("plain",) * 3 + ("forest",) * 2)),
-    "lora_conv_te_600_prior0.3_refs_forest2": ("lora", dict(CONV_TE, prior_loss_weight=0.3, max_train_steps=600,
-                                                            ref_scenes=("plain",) * 3 + ("forest",) * 2)),
+    "lora_conv_te_1200_prior0.3_refs_forest2": ("lora", dict(LORA_1200, ref_scenes=two_scenes("forest"))),
+    "lora_conv_te_1200_prior0.3_refs_night2": ("lora", dict(LORA_1200, ref_scenes=two_scenes("night"))),
+    "lora_conv_te_1200_prior0.3_refs_beach2": ("lora", dict(LORA_1200, ref_scenes=two_scenes("beach"))),
+    "lora_conv_te_600_refs_forest2": ("lora", dict(CONV_TE, max_train_steps=600, ref_scenes=two_scenes("forest"))),
+    "lora_conv_te_600_prior0.3_refs_forest2": ("lora", dict(LORA_1200, max_train_steps=600,
+                                                            ref_scenes=two_scenes("forest"))),
     "full": ("full", dict(max_train_steps=300)),
     "full_lr3e-4": ("full", dict(learning_rate=3e-4, max_train_steps=300)),
     "full_lr2e-4": ("full", dict(learning_rate=2e-4, max_train_steps=300)),

@@ -177,6 +177,8 @@ class _Run:
     namer: _Namer
     finder: DuplicateFinder | None
     buckets: list[geometry.Size] | None
+    masks: dict[Path, Path | None]  # each input's mask (masks/ beside it), listed once per folder
+    image_names: set[tuple[Path, str]]  # (folder, stem) of every image-named input: their .txt are captions
 
 
 def _frame(image: Image.Image, target: geometry.Size, cfg: PrepareConfig, entry: ReportEntry) -> Image.Image:
@@ -256,7 +258,7 @@ def _process(path: Path, run: _Run, entry: ReportEntry) -> None:
 def _carry_mask(path: Path, size: tuple[int, int], run: _Run, entry: ReportEntry) -> None:
     """The image's mask (``masks/`` beside it, for masked training), framed as the image was, into
     OUT/masks/ under the image's output name; a note either way."""
-    mask = mask_files([path])[0]
+    mask = run.masks[path]
     if mask is None:
         return
     where = mask.relative_to(run.src).as_posix()
@@ -286,10 +288,9 @@ def _carry_caption(path: Path, run: _Run, entry: ReportEntry) -> None:
         entry.notes.append(f"caption {sidecar.name} copied with it")
 
 
-def _is_caption_sidecar(path: Path) -> bool:
+def _is_caption_sidecar(path: Path, run: _Run) -> bool:
     """A ``.txt`` beside an image of the same name (it travels with the image)."""
-    return path.suffix.lower() == ".txt" and any(
-        p != path and p.stem == path.stem and is_image_name(p) for p in path.parent.iterdir())
+    return path.suffix.lower() == ".txt" and (path.parent, path.stem) in run.image_names
 
 
 def _process_file(path: Path, run: _Run) -> ReportEntry:
@@ -298,7 +299,7 @@ def _process_file(path: Path, run: _Run) -> ReportEntry:
     if path.name.startswith("."):
         entry.status, entry.reason = "skipped", "hidden file"
         return entry
-    if _is_caption_sidecar(path):
+    if _is_caption_sidecar(path, run):
         entry.status, entry.reason = "skipped", "caption sidecar: copied with its image"
         return entry
     try:
@@ -349,6 +350,8 @@ def prepare(
         namer=_Namer(),
         finder=DuplicateFinder(cfg.duplicate_distance) if cfg.dedupe else None,
         buckets=geometry.make_buckets(cfg.size) if cfg.bucket else None,
+        masks=dict(zip(files, mask_files(files))),
+        image_names={(p.parent, p.stem) for p in files if is_image_name(p)},
     )
     report = PrepareReport(src=str(src), out=str(out), config=cfg.model_dump(mode="json"))
     report.entries = [_process_file(p, run) for p in _with_progress(files, progress)]

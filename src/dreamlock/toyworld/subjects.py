@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dreamlock.data.masks import MASK_DIR
 from dreamlock.errors import UserError
 from dreamlock.toyworld.render import Look, Seed, as_rng, render_look, render_look_and_mask
-from dreamlock.data.masks import MASK_DIR
 from dreamlock.toyworld.vocab import CLASSES, COLOURS, DETAIL_COLOURS, DETAILS, SCENES, subject_prompt
 
 
@@ -141,13 +141,18 @@ def reference_images_and_masks(spec: SubjectSpec, n: int = 5, seed: int = 0, siz
                                scenes: Sequence[str] | None = None) -> list[tuple[Image.Image, Image.Image]]:
     """:func:`reference_images` (the same renders) with each one's silhouette mask; ``scenes``:
     the scene of each render (default: all plain; the poses do not depend on it)."""
+    return [render_look_and_mask(spec.look(), scene, np.random.default_rng([seed, i, 101]), size)
+            for i, scene in enumerate(reference_scenes(n, scenes))]
+
+
+def reference_scenes(n: int, scenes: Sequence[str] | None = None) -> list[str]:
+    """The scene of each of ``n`` reference renders: ``scenes`` checked, or all plain."""
     if n < 1:
         raise UserError(f"reference set size n={n}: give at least 1 (a reference set is usually 3-6)")
     scenes = list(scenes) if scenes is not None else ["plain"] * n
     if len(scenes) != n or any(s not in SCENES for s in scenes):
         raise UserError(f"reference scenes {scenes}: give {n} names out of {', '.join(SCENES)}")
-    return [render_look_and_mask(spec.look(), scene, np.random.default_rng([seed, i, 101]), size)
-            for i, scene in enumerate(scenes)]
+    return scenes
 
 
 def write_reference_set(
@@ -161,11 +166,11 @@ def write_reference_set(
     render's silhouette as ``masks/ref_NN.png`` (for masked training); with ``trigger`` each gets
     a caption naming its scene (``ref_NN.txt``: "a photo of sks heart in the forest").
     """
+    scenes = reference_scenes(n, scenes)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if masks:
         (folder / MASK_DIR).mkdir(exist_ok=True)
-    scenes = list(scenes) if scenes is not None else ["plain"] * n
     paths = []
     for i, (img, mask) in enumerate(reference_images_and_masks(spec, n, seed, size, scenes)):
         path = folder / f"ref_{i:02d}.png"
