@@ -8,7 +8,8 @@ the same prompts. Prints the table, the per-scene table and the issue's targets 
 writes benchmarks/locking.json and the LOCKING section of benchmarks/RESULTS.md.
 
     python benchmarks/locking.py [--subjects dotty-heart fresh:38] [--configs "lora + prior"] [--seeds 8]
-    python benchmarks/locking.py --keep --configs "lora + prior 0.3, 1200 steps"  # add rows to locking.json
+    python benchmarks/locking.py --keep --configs "full, no prior"  # add rows to locking.json
+    python benchmarks/locking.py --ref-scenes plain plain plain plain plain --table benchmarks/locking_plain.json
     python benchmarks/locking.py --look --work runs/locking  # one sheet per subject to look at
     python benchmarks/locking.py --rescore --work runs/locking  # re-evaluate locking.json's rows (new judge)
     python benchmarks/locking.py --subjects fresh:8 --table benchmarks/locking_other.json  # a side table
@@ -28,7 +29,7 @@ import torch
 
 from dreamlock.evaluation import evaluate
 from dreamlock.toyworld.base import GUIDANCE, shipped_base
-from dreamlock.toyworld.demo import TRIGGER, demo_train_config
+from dreamlock.toyworld.demo import REFERENCE_SCENES, TRIGGER, demo_train_config
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
 from dreamlock.toyworld.vocab import SCENES, parse_text
 from dreamlock.training.api import train
@@ -41,9 +42,6 @@ CONFIGS = {  # name -> (method, prior preservation, overrides of the demo recipe
     "lora + prior": ("lora", True, {}),
     "ti": ("ti", False, {}),
     "pivotal + prior": ("pivotal", True, {}),
-    # the best LoRA recipe found on the tuning subject fresh:10 (RESULTS.md, "More steps, lighter
-    # prior"); the demo's LoRA recipe since 2026-12-07 (so "lora + prior" runs it too from then on)
-    "lora + prior 0.3, 1200 steps": ("lora", True, {"prior_loss_weight": 0.3, "max_train_steps": 1200}),
 }
 DEFAULT_CONFIGS = ["full + prior", "full, no prior", "lora + prior", "ti", "pivotal + prior"]
 METRICS = ["subject_fidelity", "subject_fidelity_rel", "judged_subject", "prompt_fidelity", "class_drift",
@@ -86,8 +84,9 @@ def vae_digest() -> str:
     return digest(shipped_base() / "vae" / "diffusion_pytorch_model.safetensors")
 
 
-#: the scenes of the 5 reference photos (--ref-scenes; default: all on the plain backdrop)
-REF_SCENES = ["plain"] * 5
+#: the scenes of the 5 reference photos (--ref-scenes; default: the demo's, 3 plain + 2 forest since
+#: 2026-12-07; the tables before were measured with all five on the plain backdrop)
+REF_SCENES = list(REFERENCE_SCENES)
 
 
 def ensure_refs(work: Path, subject: str) -> Path:
@@ -325,7 +324,7 @@ def main() -> None:
     p.add_argument("--table", type=Path, default=TABLE,
                    help="the JSON to write (and --keep/--rescore to read); RESULTS.md is rewritten only for the default")
     p.add_argument("--ref-scenes", nargs=5, default=None, choices=SCENES, metavar="SCENE",
-                   help="the scenes of the 5 reference photos [default: plain x5]; runs go to --work/refs-SCENES/")
+                   help="the scenes of the 5 reference photos [default: the demo's]; runs go to --work/refs-SCENES/")
     p.add_argument("--rescore", action="store_true",
                    help="re-evaluate every row of locking.json from the runs in --work (trains nothing; keeps train_s)")
     args = p.parse_args()

@@ -34,17 +34,18 @@ PER_NEW_SCENE = 7
 #: (subject_fidelity_rel 0.19 vs 0.62 at 300 steps on the tuning subjects; benchmarks/RESULTS.md).
 TOY_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
                     "conv1", "conv2"]
-# Chosen on tuning subjects (twotone-cross, emblem-triangle; LoRA's steps and prior weight on fresh:10,
-# 2026-12-07, with the two-scene photos: 600 steps at prior weight 1 locked 11 of 15 new-scene images,
-# 1,200 at 0.3 14 of 15), then measured on the benchmark subjects (benchmarks/RESULTS.md); `fast` is the
-# CI smoke setting.
+# Chosen on tuning subjects (twotone-cross, emblem-triangle; then fresh:10 with the two-scene photos,
+# 2026-12-07: LoRA at 600 steps and prior weight 1 locked 11 of 15 new-scene images, at 1,200 and 0.3
+# 14 of 15; full at lr 1e-4 and prior weight 1 12 of 20 judged images, at lr 2e-4 and 0.3 20 of 20;
+# pivotal at prior weight 0.3 16 of 20 at 600 steps, 17 of 20 at 1,200),
+# then measured on the benchmark subjects (benchmarks/RESULTS.md); `fast` is the CI smoke setting.
 RECIPES = {
     "lora": dict(learning_rate=1e-3, rank=8, lora_target_modules=TOY_LORA_TARGETS, train_text_encoder=True,
                  max_train_steps=1200, prior_loss_weight=0.3),
-    "full": dict(learning_rate=1e-4, train_text_encoder=True, max_train_steps=600),
+    "full": dict(learning_rate=2e-4, train_text_encoder=True, max_train_steps=600, prior_loss_weight=0.3),
     "ti": dict(embedding_lr=5e-2, max_train_steps=600),
     "pivotal": dict(learning_rate=1e-3, embedding_lr=5e-2, rank=8, lora_target_modules=TOY_LORA_TARGETS,
-                    max_train_steps=600),
+                    max_train_steps=600, prior_loss_weight=0.3),
 }
 
 
