@@ -96,6 +96,24 @@ def test_ti_trains_only_new_token_rows(make_config, params, tiny_base):
     _assert_changes_generation(run_dir, tiny_base)
 
 
+@pytest.mark.parametrize("method", ["ti", "pivotal"])
+def test_embedding_norm_cap_holds_the_learned_rows(make_config, params, method, tmp_path):
+    """Without a cap the tiny run's token rows grow well past their initial (class word's) norm; with
+    ``embedding_norm_cap`` 1.5 none ends above 1.5x it, and the rows still train."""
+    norms = {}
+    for cap in (None, 1.5):
+        config = make_config(method=method, num_vectors=2, embedding_norm_cap=cap, output=str(tmp_path / f"run-{cap}"))
+        trainer, _, _, _ = _train(config, params)
+        ti = trainer.method.ti if method == "pivotal" else trainer.method
+        table = ti.tables[0]
+        start = table.original[table.token_ids].norm(dim=1)
+        now = table.embedding.detach()[table.token_ids].norm(dim=1)
+        assert not torch.equal(table.embedding.detach()[table.token_ids], table.original[table.token_ids])
+        norms[cap] = (now / start).max().item()
+    assert norms[None] > 1.5, f"uncapped rows grew only {norms[None]:.2f}x: the test cannot tell the cap works"
+    assert norms[1.5] <= 1.5 + 1e-4
+
+
 def test_pivotal_trains_lora_and_embeddings(make_config, params, tiny_base):
     trainer, _, diff, run_dir = _train(make_config(method="pivotal"), params)
     assert diff["unet"] and all("lora_" in n for n in diff["unet"])

@@ -31,7 +31,7 @@ def expand_trigger(prompt: str, trigger: str, tokens: list[str]) -> str:
 class TokenTable:
     """The new tokens' rows in one text encoder's embedding table; the other rows stay frozen."""
 
-    def __init__(self, text, tokens: list[str], class_word: str | None):
+    def __init__(self, text, tokens: list[str], class_word: str | None, norm_cap: float | None = None):
         self.name = text.name
         added = text.tokenizer.add_tokens(tokens)
         if added != len(tokens):
@@ -44,6 +44,8 @@ class TokenTable:
             self.embedding[self.token_ids] = self.embedding[ids].mean(0) if ids else self.embedding.mean(0)
         self.embedding.requires_grad_(True)
         self.original = self.embedding.detach().clone()
+        #: the most each new row's norm may reach (``norm_cap`` x its initial norm), or None
+        self.max_norm = None if norm_cap is None else norm_cap * self.original[self.token_ids].norm(dim=1)
         self._frozen_rows = torch.ones(self.embedding.shape[0], dtype=torch.bool)
         self._frozen_rows[self.token_ids] = False
         self.embedding.register_hook(self._mask_grad)
@@ -55,6 +57,16 @@ class TokenTable:
         with torch.no_grad():
             rows = self._frozen_rows.to(self.embedding.device)
             self.embedding[rows] = self.original.to(self.embedding.device)[rows]
+
+    def cap_norms(self) -> None:
+        """Scale each new row whose norm exceeds its cap back onto the cap (direction kept)."""
+        if self.max_norm is None:
+            return
+        with torch.no_grad():
+            rows = self.embedding[self.token_ids]
+            cap = self.max_norm.to(rows)
+            scale = (cap / rows.norm(dim=1).clamp_min(1e-12)).clamp(max=1.0)
+            self.embedding[self.token_ids] = rows * scale[:, None]
 
     def learned(self) -> torch.Tensor:
         return self.embedding.detach()[self.token_ids].float().cpu().clone()
@@ -76,7 +88,7 @@ class TextualInversion(Method):
         texts = adapter.text_encoders()
         base = placeholder_token(texts[0].tokenizer, config.trigger)
         self.tokens = [base] + [f"{base}_{i}" for i in range(1, config.num_vectors)]
-        self.tables = [TokenTable(t, self.tokens, config.class_word) for t in texts]
+        self.tables = [TokenTable(t, self.tokens, config.class_word, config.embedding_norm_cap) for t in texts]
         self.encoders = [t.encoder for t in texts]
 
     @property
@@ -95,6 +107,7 @@ class TextualInversion(Method):
     def after_optimizer_step(self) -> None:
         for table in self.tables:
             table.restore_frozen()
+            table.cap_norms()
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {t.name + STATE_SUFFIX: t.learned() for t in self.tables}

@@ -63,6 +63,9 @@ class TrainConfig(StrictModel):
     learning_rate: float = Field(1e-4, gt=0)
     text_encoder_lr: float | None = None  # default: learning_rate
     embedding_lr: float = Field(5e-3, gt=0)  # ti / pivotal token embeddings
+    # ti / pivotal: after each step, scale a learned token vector back to at most this multiple of its
+    # initial norm (the class word's); None: no limit
+    embedding_norm_cap: float | None = Field(None, gt=0)
     lr_scheduler: str = "constant"
     lr_warmup_steps: int = Field(0, ge=0)
     adam_beta1: float = 0.9
