@@ -2,9 +2,8 @@
 
 Trains the demo recipe (LoRA on every toy UNet layer + the text encoder, prior preservation) for 20
 and for 120 steps and takes the difference per step, so start-up drops out (the class images are
-generated once, before any timing); then the
-same with a smaller batch, without prior preservation and without the text encoder. Prints a table
-and writes benchmarks/demo_step_cost.json.
+generated once, before any timing); then the same with a smaller batch, without prior preservation
+and with the text encoder frozen. Prints a table and writes benchmarks/demo_step_cost.json.
 
     python benchmarks/demo_step_cost.py [--work /tmp/step-cost]
 """

@@ -69,7 +69,7 @@ VARIANTS = {
     "lora_conv_te_600_refs_forest2": ("lora", dict(CONV_TE, max_train_steps=600, ref_scenes=two_scenes("forest"))),
     "lora_conv_te_600_prior0.3_refs_forest2": ("lora", dict(LORA_1200, max_train_steps=600,
                                                             ref_scenes=two_scenes("forest"))),
-    # the other methods with the two-scene photos (3 plain + 2 forest), 13th session
+    # 13th session, the two-scene photos (3 plain + 2 forest): the demo's LoRA at batch 2, then the other methods
     "lora_conv_te_1200_prior0.3_b2_refs_forest2": ("lora", dict(LORA_1200, train_batch_size=2,
                                                                 ref_scenes=two_scenes("forest"))),
     "full_600_refs_forest2": ("full", dict(max_train_steps=600, ref_scenes=two_scenes("forest"))),
