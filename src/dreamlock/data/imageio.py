@@ -65,6 +65,16 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def open_fitted(path: Path, size: tuple[int, int], mode: str, resample: Image.Resampling) -> np.ndarray:
+    """A training image (or mask) as an array: upright by its EXIF orientation, in ``mode``,
+    center-cropped and resized to ``size`` (width, height) with ``resample`` when it is another size."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert(mode)
+        if im.size != tuple(size):
+            im = ImageOps.fit(im, tuple(size), resample)
+        return np.asarray(im)
+
+
 def same_name_in(images: list[Path], subdir: str) -> list[Path | None]:
     """For each image, the image of the same name (any image suffix) in ``subdir/`` beside it, or
     None: masks (``masks/``), images before an edit (``input/``). Each folder is listed once."""

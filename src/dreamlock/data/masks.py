@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from dreamlock.data.imageio import same_name_in
+from dreamlock.data.imageio import open_fitted, same_name_in
 from dreamlock.errors import UserError
 
 MASK_DIR = "masks"
@@ -42,11 +42,5 @@ def check_masks(images: list[Path]) -> list[Path]:
 
 def load_masks(paths: list[Path], size: tuple[int, int]) -> torch.Tensor:
     """Masks as float [N, 1, H, W] in [0, 1] at ``size`` (width, height), fitted as the images are."""
-    arrays = []
-    for path in paths:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("L")
-            if im.size != tuple(size):
-                im = ImageOps.fit(im, tuple(size), Image.Resampling.BILINEAR)
-            arrays.append(np.asarray(im, dtype=np.float32) / 255.0)
+    arrays = [open_fitted(path, size, "L", Image.Resampling.BILINEAR).astype(np.float32) / 255.0 for path in paths]
     return torch.from_numpy(np.stack(arrays))[:, None]

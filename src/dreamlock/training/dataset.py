@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from dreamlock.data.imageio import is_image_name, same_name_in
+from dreamlock.data.imageio import is_image_name, open_fitted, same_name_in
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,7 @@ def load_pixels(paths: list[Path], size: int | tuple[int, int]) -> torch.Tensor:
     """Images as a uint8 tensor [N, 3, H, W] at ``size`` (a side, or (width, height)): RGB,
     center-cropped and resized when needed."""
     size = (size, size) if isinstance(size, int) else tuple(size)
-    arrays = []
-    for path in paths:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            if im.size != size:
-                im = ImageOps.fit(im, size, Image.Resampling.LANCZOS)
-            arrays.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy())
+    arrays = [open_fitted(path, size, "RGB", Image.Resampling.LANCZOS).transpose(2, 0, 1).copy() for path in paths]
     return torch.from_numpy(np.stack(arrays))
 
 
