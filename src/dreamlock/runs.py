@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from dreamlock.atomic import write_text
 from dreamlock.config import StrictModel
 from dreamlock.errors import UserError
 
@@ -84,9 +85,7 @@ def read_run(run_dir: Path) -> RunInfo:
 
 def write_run(run_dir: Path, info: RunInfo) -> None:
     path = Path(run_dir) / RUN_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info.model_dump(mode="json"), indent=2))
-    tmp.replace(path)
+    write_text(path, json.dumps(info.model_dump(mode="json"), indent=2))
 
 
 def final_dir(run_dir: Path) -> Path:

@@ -7,7 +7,6 @@ file never stops the run. SRC is only ever read; everything is written into OUT.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
@@ -16,6 +15,7 @@ from PIL import Image, ImageOps
 from pydantic import BaseModel, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from dreamlock.atomic import atomic_path, write_bytes, write_text
 from dreamlock.config import StrictModel, validate
 from dreamlock.data import crop as geometry
 from dreamlock.data.dedupe import DuplicateFinder
@@ -117,9 +117,7 @@ class PrepareReport(BaseModel):
     def write(self) -> Path:
         """Write the report into OUT atomically; return its path."""
         path = self.report_path
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, self.to_json() + "\n")
         return path
 
 
@@ -217,9 +215,8 @@ def _size_problem(loaded: LoadedImage, cfg: PrepareConfig, entry: ReportEntry) -
 
 def _save_png(image: Image.Image, path: Path) -> None:
     """Write a PNG atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG", compress_level=4)
-    os.replace(tmp, path)
+    with atomic_path(path) as scratch:
+        image.save(scratch, format="PNG", compress_level=4)
 
 
 def _process(path: Path, run: _Run, entry: ReportEntry) -> None:
@@ -282,9 +279,7 @@ def _carry_caption(path: Path, run: _Run, entry: ReportEntry) -> None:
     sidecar = path.with_suffix(".txt")
     if sidecar.is_file():
         target = run.out / Path(entry.output).with_suffix(".txt")
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(sidecar.read_bytes())
-        os.replace(tmp, target)
+        write_bytes(target, sidecar.read_bytes())
         entry.notes.append(f"caption {sidecar.name} copied with it")
 
 

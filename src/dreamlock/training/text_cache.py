@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from dreamlock.atomic import atomic_path
 from dreamlock.families.conditioning import Conditioning
 
 CACHE_FILE = Path("cache") / "text_embeddings.safetensors"
@@ -82,9 +83,8 @@ def save_cache(path: Path, config, cache: dict[str, Conditioning]) -> None:
         if cond.pooled is not None:
             tensors[f"{_key(prompt)}.pooled"] = cond.pooled.detach().cpu().contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(".tmp")
-    save_file(tensors, str(scratch), metadata={"identity": _identity(config), "prompts": json.dumps(sorted(cache))})
-    scratch.replace(path)
+    with atomic_path(path) as scratch:
+        save_file(tensors, str(scratch), metadata={"identity": _identity(config), "prompts": json.dumps(sorted(cache))})
 
 
 def cache_and_release(prompts, data, method, config, run_dir: Path) -> bool:

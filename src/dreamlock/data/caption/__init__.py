@@ -8,12 +8,12 @@ model captions by ``template.compose``. The model is loaded only when some image
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, Field
 
+from dreamlock.atomic import write_text
 from dreamlock.data.caption.registry import (
     CAPTIONERS,
     MODEL_EXAMPLES,
@@ -83,9 +83,7 @@ def list_images(folder: Path) -> list[Path]:
 
 def _write_text(path: Path, text: str) -> None:
     """Write a sidecar atomically (UTF-8, no trailing newline)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def _plan(images: list[Path], overwrite: bool) -> Iterator[CaptionEntry]:
