@@ -86,7 +86,15 @@ def load_generator(run_or_model: str | Path, lora_scale: float = 1.0, loras: lis
     source = run_or_model if is_run(Path(run_or_model)) else resolve_model(str(run_or_model))
     pipe, info = load_pipeline(source, lora_scale=lora_scale)
     add_user_weights(pipe, lora_scale, loras, embeddings, allow_pickle)
+    fuse_adapters(pipe)
     return Generator(pipe, info, source)
+
+
+def fuse_adapters(pipe) -> None:
+    """Merge the active LoRA adapters (the run's and the user's, at the scales already set) into the
+    weights: the same images, without the adapters' extra layers in every denoising step."""
+    if getattr(pipe, "get_list_adapters", None) and any(pipe.get_list_adapters().values()):
+        pipe.fuse_lora()
 
 
 def load_conditioned(run_or_model: str | Path, kind: str, wanted: str) -> Generator:

@@ -154,6 +154,26 @@ def test_training_options_run(make_config, params):
     assert trainer.data.instance.flipped is not None
 
 
+def test_generation_fuses_the_lora_without_changing_the_images(make_config):
+    """`generate` / `evaluate` merge the run's LoRA (unet and text encoder) into the weights for speed;
+    the images are those of the unmerged adapters, at any scale."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from dreamlock.generation import Generator
+    from dreamlock.pipelines import load_pipeline
+    from dreamlock.training.api import train
+
+    run = train(make_config(method="lora", train_text_encoder=True))
+    for scale in (1.0, 0.5):
+        fused = load_generator(run, lora_scale=scale)
+        for model in (fused.pipe.unet, fused.pipe.text_encoder):
+            layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+            assert layers and all(m.merged for m in layers)
+        unfused = Generator(*load_pipeline(run, lora_scale=scale), run)
+        a, b = (np.asarray(g.images(PROMPT, [0], steps=2, guidance=1.0)[0], dtype=np.float32) for g in (fused, unfused))
+        assert np.abs(a - b).max() <= 1.0
+
+
 def test_samples_written_during_training(make_config):
     from dreamlock.training.api import train
 
