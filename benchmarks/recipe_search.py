@@ -18,7 +18,7 @@ from pathlib import Path
 from dreamlock.data.masks import MASK_DIR
 from dreamlock.evaluation import evaluate
 from dreamlock.generation import generate
-from dreamlock.toyworld.demo import TOY_LORA_TARGETS, TRIGGER, demo_train_config, judge_generations
+from dreamlock.toyworld.demo import TOY_LORA_TARGETS, TRIGGER, by_prompt, demo_train_config, judge_generations
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
 from dreamlock.toyworld.base import shipped_base
 from dreamlock.toyworld.vocab import SCENES, caption_for, subject_prompt
@@ -72,6 +72,23 @@ VARIANTS = {
     # 13th session, the two-scene photos (3 plain + 2 forest): the demo's LoRA at batch 2, then the other methods
     "lora_conv_te_1200_prior0.3_b2_refs_forest2": ("lora", dict(LORA_1200, train_batch_size=2,
                                                                 ref_scenes=two_scenes("forest"))),
+    # 14th session: the demo's LoRA in fewer steps at a higher learning rate (the demo's time, issue 15)
+    "lora_conv_te_600_prior0.3_lr2e-3_refs_forest2": ("lora", dict(LORA_1200, max_train_steps=600, learning_rate=2e-3,
+                                                                   ref_scenes=two_scenes("forest"))),
+    "lora_conv_te_400_prior0.3_lr3e-3_refs_forest2": ("lora", dict(LORA_1200, max_train_steps=400, learning_rate=3e-3,
+                                                                   ref_scenes=two_scenes("forest"))),
+    "lora_conv_te_600_prior0.3_lr2e-3_b2_refs_forest2": ("lora", dict(LORA_1200, max_train_steps=600, learning_rate=2e-3,
+                                                                      train_batch_size=2, ref_scenes=two_scenes("forest"))),
+    "lora_conv_te_400_prior0.3_lr3e-3_b2_refs_forest2": ("lora", dict(LORA_1200, max_train_steps=400, learning_rate=3e-3,
+                                                                      train_batch_size=2, ref_scenes=two_scenes("forest"))),
+    "lora_conv_te_300_prior0.3_lr4e-3_refs_forest2": ("lora", dict(LORA_1200, max_train_steps=300, learning_rate=4e-3,
+                                                                   ref_scenes=two_scenes("forest"))),
+    "lora_conv_te_400_prior0.3_lr3e-3_cosine_refs_forest2": ("lora", dict(LORA_1200, max_train_steps=400, learning_rate=3e-3,
+                                                                          lr_scheduler="cosine",
+                                                                          ref_scenes=two_scenes("forest"))),
+    "lora_conv_te_600_prior0.3_lr2e-3_cosine_refs_forest2": ("lora", dict(LORA_1200, max_train_steps=600, learning_rate=2e-3,
+                                                                          lr_scheduler="cosine",
+                                                                          ref_scenes=two_scenes("forest"))),
     "full_600_refs_forest2": ("full", dict(max_train_steps=600, ref_scenes=two_scenes("forest"))),
     "full_600_prior0.3_refs_forest2": ("full", dict(max_train_steps=600, prior_loss_weight=0.3,
                                                     ref_scenes=two_scenes("forest"))),
@@ -107,16 +124,16 @@ METRICS = ["subject_fidelity_rel", "judged_subject", "prompt_fidelity", "class_d
 
 
 def judge_new_scenes(run: Path, refs: Path, class_word: str, guidance: float | None = None) -> dict:
-    """The demo's criterion: the share of 4 new scenes x 5 seeds that the oracle accepts, per scene
-    (``guidance`` None: the model's, 1 for the toy base)."""
+    """The demo's criterion: the share of 4 new scenes x 5 seeds that the oracle accepts as the subject
+    in the asked scene, per scene (``guidance`` None: the model's, 1 for the toy base)."""
     prompts = [subject_prompt(TRIGGER, class_word, s) for s in JUDGE_SCENES]
     folder = run / ("judged" if guidance is None else f"judged-guidance{guidance:g}")
     written = generate(run, prompts, n=5, steps=20, out=folder, grid=True, guidance=guidance)
-    images = [p for p in written if not p.name.endswith("-grid.png")]
+    images = by_prompt(prompts, written)
     verdict = judge_generations(refs, images)
-    per_scene = {s: sum(verdict["per_image"][p.name] for p in images if p.name.startswith(f"{i:02d}-"))
-                 for i, s in enumerate(JUDGE_SCENES)}
-    return {"accepted": verdict["accepted"], "total": verdict["total"], "per_scene": per_scene}
+    per_scene = {s: sum(verdict["per_image"][p.name] for p in images[prompt]) for s, prompt in zip(JUDGE_SCENES, prompts)}
+    return {"accepted": verdict["accepted"], "total": verdict["total"], "per_scene": per_scene,
+            "subject_elsewhere": verdict["subject_elsewhere"]}
 
 
 def scene_class_images(class_word: str, folder: Path, per_scene: int = 8, base: Path | None = None) -> Path:
