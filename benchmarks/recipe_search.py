@@ -104,6 +104,9 @@ VARIANTS = {
                                                            ref_scenes=two_scenes("forest"))),
     "pivotal_600_prior0.3_refs_forest2": ("pivotal", dict(max_train_steps=600, prior_loss_weight=0.3,
                                                           ref_scenes=two_scenes("forest"))),
+    # 14th session: pivotal's learned token capped at 3x (as the TI recipe; uncapped it grows 25-50x)
+    "pivotal_600_prior0.3_cap3_refs_forest2": ("pivotal", dict(max_train_steps=600, prior_loss_weight=0.3,
+                                                               embedding_norm_cap=3.0, ref_scenes=two_scenes("forest"))),
     "ti_refs_forest2": ("ti", dict(ref_scenes=two_scenes("forest"))),
     # the learned token's norm capped at 1x / 3x the class word's (it grew 25-50x without a cap)
     "ti_cap1_refs_forest2": ("ti", dict(embedding_norm_cap=1.0, ref_scenes=two_scenes("forest"))),
