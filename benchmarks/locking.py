@@ -131,8 +131,11 @@ def row_metrics(metrics: dict) -> dict:
 
 def judged_in_scene(metrics: dict) -> float | None:
     """The share of subject-prompt generations that the oracle calls the subject *and* places in the
-    prompt's scene (the demo's judge): judged_subject alone also accepts the subject drawn on its
-    photos' backdrop whatever the prompt asks."""
+    prompt's scene, from evaluate's stored per-image calls: judged_subject alone also accepts the
+    subject drawn on its photos' backdrop whatever the prompt asks. Unlike the demo's judge it does not
+    check the oracle's class call too: that head calls some striped stars in the forest triangles
+    (stripy-star, full: 5 images that a person sees as the star), and the identity verdict already
+    covers the outline."""
     hits = [bool(j) and a["scene"] == parse_text(p["prompt"])["scene"]
             for p in metrics.get("per_prompt", []) if p.get("kind") == "subject" and p.get("attributes")
             for j, a in zip(p["judged"], p["attributes"])]
@@ -361,7 +364,8 @@ def main() -> None:
         REF_SCENES[:] = args.ref_scenes
         args.work = args.work / f"refs-{'-'.join(args.ref_scenes)}"
     if (args.keep or args.rescore or args.scene_judge) and not args.table.is_file():
-        p.error(f"--table {args.table} does not exist: --keep and --rescore read it; run without them first")
+        p.error(f"--table {args.table} does not exist: --keep, --rescore and --scene-judge read it; "
+                "run without them first")
     if args.rerender:
         return rerender()
     if args.rescore:

@@ -81,11 +81,6 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and is_image_name(p) and not p.name.startswith("."))
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write a sidecar atomically (UTF-8, no trailing newline)."""
-    write_text(path, text)
-
-
 def _plan(images: list[Path], overwrite: bool) -> Iterator[CaptionEntry]:
     """One entry per image: ``kept`` / ``skipped`` decided now, the rest ``written`` (to do)."""
     claimed: dict[Path, str] = {}
@@ -107,7 +102,7 @@ def _caption_one(folder: Path, entry: CaptionEntry, captioner: Captioner, text_a
         loaded = read_image(folder / entry.file)
         raw = captioner.caption(loaded.image)
         entry.caption = compose(str(raw or ""), **text_args)
-        _write_text(folder / entry.sidecar, entry.caption)
+        write_text(folder / entry.sidecar, entry.caption)  # atomically, UTF-8, no trailing newline
     except ImageLoadError as e:
         entry.status, entry.reason = "failed", e.reason
     except UserError:
