@@ -89,6 +89,14 @@ VARIANTS = {
     "lora_conv_te_600_prior0.3_lr2e-3_cosine_refs_forest2": ("lora", dict(LORA_1200, max_train_steps=600, learning_rate=2e-3,
                                                                           lr_scheduler="cosine",
                                                                           ref_scenes=two_scenes("forest"))),
+    # 2026-12-07 (fifteenth session): min-SNR weighting (gamma 5) on the short recipe
+    "lora_conv_te_400_prior0.3_lr3e-3_snr5_refs_forest2": ("lora", dict(LORA_1200, max_train_steps=400, learning_rate=3e-3,
+                                                                        snr_gamma=5.0, ref_scenes=two_scenes("forest"))),
+    # the class-image-free prior: the base's own prediction for the class prompt on the instance latents
+    "lora_conv_te_1200_prior0.3_predprior_refs_forest2": ("lora", dict(LORA_1200, prior_mode="prior_prediction",
+                                                                       ref_scenes=two_scenes("forest"))),
+    "lora_conv_te_1200_prior1_predprior_refs_forest2": ("lora", dict(LORA_1200, prior_mode="prior_prediction",
+                                                                     prior_loss_weight=1.0, ref_scenes=two_scenes("forest"))),
     "full_600_refs_forest2": ("full", dict(max_train_steps=600, ref_scenes=two_scenes("forest"))),
     "full_600_prior0.3_refs_forest2": ("full", dict(max_train_steps=600, prior_loss_weight=0.3,
                                                     ref_scenes=two_scenes("forest"))),

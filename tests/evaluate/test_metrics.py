@@ -91,6 +91,37 @@ class NegativeGenerator:
         return [render_negative(self.look, self.kind, scene, np.random.default_rng([s, 7])) for s in seeds]
 
 
+class BackdropGenerator(NegativeGenerator):
+    """Draws the subject on the plain backdrop of its photos whatever scene the prompt asks for:
+    a generator that memorised the photos (seen on a tuning subject, benchmarks/RESULTS.md)."""
+
+    def __init__(self, subject_spec):
+        self.look = subject_spec.look()
+
+    def images(self, prompt, seeds, steps, guidance):
+        if self.trigger not in prompt.split():
+            return [render_look(Look("star", "yellow"), parse_text(prompt)["scene"], s) for s in seeds]
+        return [render_look(self.look, "plain", np.random.default_rng([s, 7])) for s in seeds]
+
+
+def test_judged_in_scene_does_not_count_a_memorised_backdrop(subject, references, make_generator):
+    """Known answer, toy oracle on renders: the subject on its photos' backdrop for every prompt is
+    the subject (judged_subject high) but in the asked scene only for the prompts that ask for the
+    plain scene; the subject drawn in each prompt's scene counts in both."""
+    prompts = default_prompts("sks", "star")
+    subject_prompts = [p for p in prompts if p.kind == "subject"]
+    plain_share = sum(p.attrs.get("scene") in (None, "plain") for p in subject_prompts) / len(subject_prompts)
+    assert plain_share < 0.5  # the test means something: most prompts ask for another scene
+    memorised = evaluate_with(BackdropGenerator(subject), references, seeds=SEEDS, progress=False)
+    assert memorised["judged_subject"] >= 0.9
+    assert memorised["judged_in_scene"] <= plain_share + 0.05
+    for p in memorised["per_prompt"]:
+        if p["kind"] == "subject" and parse_text(p["prompt"])["scene"] not in (None, "plain"):
+            assert p["judged_in_scene"] == 0.0, p
+    true = evaluate_with(make_generator(subject, class_spec=None), references, seeds=SEEDS, progress=False)
+    assert true["judged_in_scene"] >= 0.9 and true["judged_in_scene"] <= true["judged_subject"]
+
+
 @pytest.mark.parametrize("kind", ["band", "pieces", "no_detail", "wrong_outline", "punched"])
 def test_fragments_of_the_subject_do_not_score_as_the_subject(subject, references, kind):
     """Known answer: the subject's pattern without its outline (bands: the striped star failure),

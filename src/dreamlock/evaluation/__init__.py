@@ -193,10 +193,11 @@ def score(
     layouts = [layout(g) for g in generations] if layout is not None else None
     clip_image = getattr(scorer, "image_features", None)
     ref_clip = clip_image(references) if clip_image is not None else None
-    per_prompt, match_all, drift_all, clip_t, subject_judged = [], [], [], [], []
+    per_prompt, match_all, drift_all, clip_t, subject_judged, subject_in_scene = [], [], [], [], [], []
     subject_embs, class_embs, subject_layouts, class_layouts, subject_clip = [], [], [], [], []
     for i, (p, images, emb) in enumerate(zip(prompts, generations, embs)):
         judged = M.is_subject(emb, ref, tau)
+        attributes = scorer.attributes(images)
         div = M.pairwise_layout_distance(layouts[i]) if layouts is not None else M.pairwise_diversity(emb)
         entry: dict[str, Any] = {"prompt": p.text, "kind": p.kind, "n": len(images),
                                  "subject_fidelity": M.subject_fidelity(emb, ref)[0],
@@ -206,6 +207,9 @@ def score(
             entry["prompt_fidelity"] = M.fraction(matches)
             match_all += matches
             subject_judged += judged
+            in_scene = in_asked_scene(judged, attributes, p.attrs.get("scene"))
+            entry["judged_in_scene"] = M.fraction(in_scene)
+            subject_in_scene += in_scene
             subject_embs.append(emb)
             subject_layouts.append(layouts[i] if layouts is not None else None)
             if hasattr(scorer, "text_similarity"):  # CLIP-T: subject prompts only, as in DreamBench
@@ -220,7 +224,7 @@ def score(
             drift_all += judged
             class_embs.append(emb)
             class_layouts.append(layouts[i] if layouts is not None else None)
-        entry["attributes"] = scorer.attributes(images)
+        entry["attributes"] = attributes
         per_prompt.append(entry)
     fid = M.subject_fidelity(torch.cat(subject_embs), ref) if subject_embs else (None, None)
     if layouts is not None:
@@ -235,6 +239,7 @@ def score(
         "subject_fidelity_rel": fid[1],
         "prompt_fidelity": M.fraction(match_all),
         "judged_subject": M.fraction(subject_judged),
+        "judged_in_scene": M.fraction(subject_in_scene),
         "class_drift": M.subject_fidelity(torch.cat(class_embs), ref)[0] if class_embs else None,
         "class_drift_share": M.fraction(drift_all),
         "diversity": diversity,
@@ -254,6 +259,13 @@ def score(
         result["codec_ceiling"] = codec_ceiling(scorer.embed(codec_images), ref)
     result["per_prompt"] = per_prompt
     return result
+
+
+def in_asked_scene(judged: list[bool], attributes: list[dict[str, Any]], scene: str | None) -> list[bool]:
+    """Per image: judged the subject *and*, where the prompt names a scene, shown in it by the
+    scorer's scene call. A model that draws the subject on its photos' backdrop whatever the prompt
+    asks has memorised the photos: ``judged_subject`` counts those images, this does not."""
+    return [bool(j) and (scene is None or a.get("scene") == scene) for j, a in zip(judged, attributes)]
 
 
 def codec_ceiling(codec_emb: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:

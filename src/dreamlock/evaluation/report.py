@@ -16,6 +16,7 @@ METRIC_NOTES: dict[str, str] = {
     "subject_fidelity_rel": "subject_fidelity / reference-vs-reference similarity; 1.0 = as alike as the references",
     "prompt_fidelity": "fraction of subject generations whose prompted attributes match the prompt; higher is better",
     "judged_subject": "fraction of subject generations judged to be the subject (similarity above the threshold below)",
+    "judged_in_scene": "the same, counting only images in the scene the prompt asks for (the scorer's scene call); higher is better",
     "class_drift": "PRES: mean cosine similarity, class-prompt generations vs reference (identity embedding); lower is better",
     "class_drift_share": "fraction of class-prompt generations judged to be the subject (see threshold below); lower is better",
     "diversity": "DIV: mean pairwise distance among generations of one prompt, averaged (measure below); higher is more varied",
@@ -120,11 +121,12 @@ def render_markdown(result: dict[str, Any]) -> str:
     if codec:
         lines += ["", "After the VAE round trip:", "", "![references after the VAE](grids/references-codec.png)"]
     lines += ["", "## Prompts", "",
-              "| # | prompt | kind | prompt match | subject fidelity (class rows: PRES) | judged subject | diversity |",
-              "|---|---|---|---|---|---|---|"]
+              "| # | prompt | kind | prompt match | subject fidelity (class rows: PRES) | judged subject | in the asked scene | diversity |",
+              "|---|---|---|---|---|---|---|---|"]
     for i, e in enumerate(result.get("per_prompt", [])):
         lines.append(f"| {i} | {e['prompt']} | {e['kind']} | {_fmt(e.get('prompt_fidelity'))} | "
-                     f"{_fmt(e.get('subject_fidelity'))} | {_fmt(e.get('judged_subject'))} | {_fmt(e.get('diversity'))} |")
+                     f"{_fmt(e.get('subject_fidelity'))} | {_fmt(e.get('judged_subject'))} | "
+                     f"{_fmt(e.get('judged_in_scene'))} | {_fmt(e.get('diversity'))} |")
     for i, e in enumerate(result.get("per_prompt", [])):
         if "grid" in e:
             lines += ["", f"### {i}. {e['prompt']}", "", f"![{e['prompt']}]({e['grid']})"]
