@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from dreamlock.evaluation import evaluate
+from dreamlock.evaluation.metrics import in_asked_scene
 from dreamlock.toyworld.base import GUIDANCE, shipped_base
 from dreamlock.toyworld.demo import REFERENCE_SCENES, TRIGGER, demo_train_config
 from dreamlock.toyworld.subjects import builtin_subject, write_reference_set
@@ -142,9 +143,8 @@ def judged_in_scene(metrics: dict) -> float | None:
     ``judged_in_scene``, the same rule); older metrics.json files are counted here."""
     if metrics.get("judged_in_scene") is not None:
         return metrics["judged_in_scene"]
-    hits = [bool(j) and a["scene"] == parse_text(p["prompt"])["scene"]
-            for p in metrics.get("per_prompt", []) if p.get("kind") == "subject" and p.get("attributes")
-            for j, a in zip(p["judged"], p["attributes"])]
+    hits = [hit for p in metrics.get("per_prompt", []) if p.get("kind") == "subject" and p.get("attributes")
+            for hit in in_asked_scene(p["judged"], p["attributes"], parse_text(p["prompt"])["scene"])]
     return sum(hits) / len(hits) if hits else None
 
 

@@ -207,7 +207,7 @@ def score(
             entry["prompt_fidelity"] = M.fraction(matches)
             match_all += matches
             subject_judged += judged
-            in_scene = in_asked_scene(judged, attributes, p.attrs.get("scene"))
+            in_scene = M.in_asked_scene(judged, attributes, p.attrs.get("scene"))
             entry["judged_in_scene"] = M.fraction(in_scene)
             subject_in_scene += in_scene
             subject_embs.append(emb)
@@ -259,13 +259,6 @@ def score(
         result["codec_ceiling"] = codec_ceiling(scorer.embed(codec_images), ref)
     result["per_prompt"] = per_prompt
     return result
-
-
-def in_asked_scene(judged: list[bool], attributes: list[dict[str, Any]], scene: str | None) -> list[bool]:
-    """Per image: judged the subject *and*, where the prompt names a scene, shown in it by the
-    scorer's scene call. A model that draws the subject on its photos' backdrop whatever the prompt
-    asks has memorised the photos: ``judged_subject`` counts those images, this does not."""
-    return [bool(j) and (scene is None or a.get("scene") == scene) for j, a in zip(judged, attributes)]
 
 
 def codec_ceiling(codec_emb: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:

@@ -8,6 +8,8 @@ by every scorer:
   reference-vs-reference similarity (off-diagonal pairs), so 1.0 means "as alike as the
   references are to each other".
 - ``prompt_fidelity``: fraction of subject-prompt generations whose prompted attributes match.
+- ``judged_subject``: fraction of subject-prompt generations judged to be the subject (:func:`is_subject`);
+  ``judged_in_scene``: the same, counting only those in the prompt's scene (:func:`in_asked_scene`).
 - ``class_drift`` (PRES, as the DreamBooth paper defines it): mean cosine similarity over all
   (class-prompt generation, reference) pairs, i.e. :func:`subject_fidelity` of the class-prompt
   generations (lower is better: the class prompt should not draw the subject).
@@ -96,6 +98,14 @@ def is_subject(emb: torch.Tensor, ref: torch.Tensor, tau: float) -> list[bool]:
     """Whether each embedding's similarity to the reference centroid exceeds ``tau``."""
     sims = cosine_matrix(emb, centroid(ref)[None, :])[:, 0]
     return [bool(s > tau) for s in sims]
+
+
+def in_asked_scene(judged: Sequence[bool], attributes: Sequence[dict], scene: str | None) -> list[bool]:
+    """Per image: judged the subject *and*, where the prompt names a scene, shown in it by the
+    scorer's scene call (``judged_in_scene``). A model that draws the subject on its photos' backdrop
+    whatever the prompt asks has memorised the photos: ``judged_subject`` counts those images, this
+    does not."""
+    return [bool(j) and (scene is None or a.get("scene") == scene) for j, a in zip(judged, attributes)]
 
 
 def fraction(flags: Sequence[bool]) -> float | None:
