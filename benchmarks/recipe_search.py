@@ -35,6 +35,16 @@ def two_scenes(other: str) -> tuple[str, ...]:
     return ("plain",) * 3 + (other,) * 2
 
 
+def full_forest2(steps: int, prior: float | None = None, lr: float | None = None) -> tuple[str, dict]:
+    """A full fine-tune variant on the demo's photos (3 plain + 2 forest); prior weight and lr default to the recipe's."""
+    overrides = dict(max_train_steps=steps, ref_scenes=two_scenes("forest"))
+    if prior is not None:
+        overrides["prior_loss_weight"] = prior
+    if lr is not None:
+        overrides["learning_rate"] = lr
+    return "full", overrides
+
+
 #: name -> (method, overrides of the demo recipe). The 2026-11-26 variants first, then 2026-11-28's.
 VARIANTS = {
     "lora": ("lora", dict(lora_target_modules=ATTENTION, train_text_encoder=False, max_train_steps=300)),
@@ -97,17 +107,15 @@ VARIANTS = {
                                                                        ref_scenes=two_scenes("forest"))),
     "lora_conv_te_1200_prior1_predprior_refs_forest2": ("lora", dict(LORA_1200, prior_mode="prior_prediction",
                                                                      prior_loss_weight=1.0, ref_scenes=two_scenes("forest"))),
-    "full_600_refs_forest2": ("full", dict(max_train_steps=600, ref_scenes=two_scenes("forest"))),
-    "full_600_prior0.3_refs_forest2": ("full", dict(max_train_steps=600, prior_loss_weight=0.3,
-                                                    ref_scenes=two_scenes("forest"))),
-    "full_1200_prior0.3_refs_forest2": ("full", dict(max_train_steps=1200, prior_loss_weight=0.3,
-                                                     ref_scenes=two_scenes("forest"))),
-    "full_600_prior0.3_lr2e-4_refs_forest2": ("full", dict(max_train_steps=600, prior_loss_weight=0.3,
-                                                           learning_rate=2e-4, ref_scenes=two_scenes("forest"))),
-    "full_300_prior0.3_lr2e-4_refs_forest2": ("full", dict(max_train_steps=300, prior_loss_weight=0.3,
-                                                           learning_rate=2e-4, ref_scenes=two_scenes("forest"))),
-    "full_300_prior0.3_lr4e-4_refs_forest2": ("full", dict(max_train_steps=300, prior_loss_weight=0.3,
-                                                           learning_rate=4e-4, ref_scenes=two_scenes("forest"))),
+    "full_600_refs_forest2": full_forest2(600),
+    "full_600_prior0.3_refs_forest2": full_forest2(600, prior=0.3),
+    "full_1200_prior0.3_refs_forest2": full_forest2(1200, prior=0.3),
+    "full_600_prior0.3_lr2e-4_refs_forest2": full_forest2(600, prior=0.3, lr=2e-4),
+    "full_300_prior0.3_lr2e-4_refs_forest2": full_forest2(300, prior=0.3, lr=2e-4),
+    "full_300_prior0.3_lr4e-4_refs_forest2": full_forest2(300, prior=0.3, lr=4e-4),
+    # 16th session: the full fine-tune's recipe in fewer steps, for the demo's time
+    "full_400_prior0.3_lr3e-4_refs_forest2": full_forest2(400, prior=0.3, lr=3e-4),
+    "full_400_prior0.15_lr3e-4_refs_forest2": full_forest2(400, prior=0.15, lr=3e-4),
     "pivotal_1200_prior0.3_refs_forest2": ("pivotal", dict(max_train_steps=1200, prior_loss_weight=0.3,
                                                            ref_scenes=two_scenes("forest"))),
     "pivotal_600_prior0.3_refs_forest2": ("pivotal", dict(max_train_steps=600, prior_loss_weight=0.3,

@@ -50,8 +50,9 @@ RECIPES = {
     # the token's norm capped at 3x the class word's: uncapped it grew 25-50x and, with the two-scene
     # photos, turned "sks heart" into stars on two benchmark subjects (benchmarks/RESULTS.md)
     "ti": dict(embedding_lr=5e-2, max_train_steps=600, embedding_norm_cap=3.0),
+    # 1,200 steps as the LoRA's: at 600 the dotted subjects did not lock (benchmarks/RESULTS.md, sixteenth session)
     "pivotal": dict(learning_rate=1e-3, embedding_lr=5e-2, rank=8, lora_target_modules=TOY_LORA_TARGETS,
-                    max_train_steps=600, prior_loss_weight=0.3),
+                    max_train_steps=1200, prior_loss_weight=0.3),
 }
 
 
