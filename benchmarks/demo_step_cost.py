@@ -5,7 +5,7 @@ and for 120 steps and takes the difference per step, so start-up drops out (the 
 generated once, before any timing); then the same with a smaller batch, without prior preservation,
 with the text encoder frozen, as the demo's full fine-tune, and on a half-depth UNet (one ResNet and
 attention layer per block instead of two; random weights, so a timing only: what a smaller toy base
-would buy). Each variant is timed ``--repeats`` times (this machine's step varies by up to 30% between
+would buy). Each variant is timed ``--repeats`` times (this machine's step varies by up to 25% between
 runs); the table gives the median. Prints a table and writes benchmarks/demo_step_cost.json.
 
     python benchmarks/demo_step_cost.py [--work /tmp/step-cost]

@@ -50,7 +50,7 @@ CONFIGS = {  # name -> (method, prior preservation, overrides of the demo recipe
     # (15th session: 9 and 8 of 20 against 3 and 4 on the two dotted tuning subjects)
     "lora + prior (base prediction)": ("lora", True, dict(prior_mode="prior_prediction")),
     # pivotal's recipe before the 16th session (1,200 steps since: 11 and 10 of 20 against 5 and 2 on the
-    # dotted tuning subjects, and mean subject_fidelity_rel 0.78 -> 0.87 here)
+    # dotted tuning subjects, and mean subject_fidelity_rel 0.78 -> 0.89 here)
     "pivotal + prior, 600 steps": ("pivotal", True, dict(max_train_steps=600)),
 }
 DEFAULT_CONFIGS = ["full + prior", "full, no prior", "lora + prior", "ti", "pivotal + prior"]
@@ -203,7 +203,8 @@ def scene_table(rows: list[dict]) -> str:
     own scenes: it accepted torn forest blobs of fresh:8, sixteenth session)."""
     scenes = sorted({s for r in rows for s in r.get("scene_rel", {})})
     unseen = [sc for sc in scenes if sc not in REF_SCENES]
-    lines = ["| config | " + " | ".join(scenes) + f" | {' / '.join(unseen)} only |", "|---" * (len(scenes) + 2) + "|"]
+    head = scenes + ([f"{' / '.join(unseen)} only"] if unseen else [])
+    lines = ["| config | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for name in ["base model"] + list(CONFIGS):
         group = [r for r in rows if r["config"] == name and r.get("scene_rel")]
         if group:
@@ -211,8 +212,10 @@ def scene_table(rows: list[dict]) -> str:
             for sc in scenes:
                 vals = [r["scene_rel"][sc] for r in group if sc in r["scene_rel"]]
                 cells.append(f"{statistics.fmean(vals):.2f} (worst {min(vals):.2f})")
-            per_subject = [statistics.fmean(r["scene_rel"][sc] for sc in unseen if sc in r["scene_rel"]) for r in group]
-            cells.append(f"{statistics.fmean(per_subject):.2f} (worst {min(per_subject):.2f})")
+            per_subject = [statistics.fmean(r["scene_rel"][sc] for sc in unseen) for r in group
+                           if unseen and all(sc in r["scene_rel"] for sc in unseen)]
+            if unseen:
+                cells.append(f"{statistics.fmean(per_subject):.2f} (worst {min(per_subject):.2f})" if per_subject else "—")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
