@@ -208,16 +208,17 @@ def scene_table(rows: list[dict]) -> str:
     for name in ["base model"] + list(CONFIGS):
         group = [r for r in rows if r["config"] == name and r.get("scene_rel")]
         if group:
-            cells = []
-            for sc in scenes:
-                vals = [r["scene_rel"][sc] for r in group if sc in r["scene_rel"]]
-                cells.append(f"{statistics.fmean(vals):.2f} (worst {min(vals):.2f})")
-            per_subject = [statistics.fmean(r["scene_rel"][sc] for sc in unseen) for r in group
-                           if unseen and all(sc in r["scene_rel"] for sc in unseen)]
+            cells = [_mean_and_worst([r["scene_rel"][sc] for r in group if sc in r["scene_rel"]]) for sc in scenes]
             if unseen:
-                cells.append(f"{statistics.fmean(per_subject):.2f} (worst {min(per_subject):.2f})" if per_subject else "—")
+                cells.append(_mean_and_worst([statistics.fmean(r["scene_rel"][sc] for sc in unseen) for r in group
+                                              if all(sc in r["scene_rel"] for sc in unseen)]))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _mean_and_worst(values: list[float]) -> str:
+    """A scene-table cell: the mean over subjects and the worst subject ("—" when no subject has it)."""
+    return f"{statistics.fmean(values):.2f} (worst {min(values):.2f})" if values else "—"
 
 
 def subject_table(rows: list[dict]) -> str:
